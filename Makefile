@@ -1,0 +1,69 @@
+# asyncplugin: the two commands a newcomer needs are `make demo` (the main job) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY_VERSION ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export GRPC_VERBOSITY ?= ERROR
+
+PROTO_DIR := proto
+PROTO_FILES := $(sort $(wildcard $(PROTO_DIR)/asyncplugin/*/*.proto $(PROTO_DIR)/asyncplugin/*/*/*.proto))
+GEN_DIR := python
+BASELINE := $(PROTO_DIR)/baseline.binpb
+
+.PHONY: help venv generate check-generated lint typecheck test pytest demo baseline clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+# The virtual environment is rebuilt when pyproject.toml or constraints.txt change.
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed ## Create .venv and install the package with its dev tools.
+
+# protoc writes no __init__.py; generated packages get an empty one.
+define protoc
+	mkdir -p $(1)
+	$(PY) -m grpc_tools.protoc -I$(PROTO_DIR) --python_out=$(1) --mypy_out=$(1) \
+		--grpc_python_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES)
+	find $(1)/asyncplugin -type d -name v1 -exec touch {}/__init__.py \;
+endef
+
+generate: $(BIN)/.installed ## Regenerate the Python bindings from proto/.
+	find $(GEN_DIR)/asyncplugin -type d -name v1 -prune -exec rm -rf {} +
+	$(call protoc,$(GEN_DIR))
+
+check-generated: $(BIN)/.installed ## Fail if the committed bindings are stale.
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(call protoc,$$tmp) >/dev/null && \
+	for d in $$(cd $$tmp && find asyncplugin -name v1 -type d); do \
+		diff -r -x __pycache__ $$tmp/$$d $(GEN_DIR)/$$d || { echo "generated code in $(GEN_DIR)/$$d is stale: run 'make generate' and commit"; exit 1; }; \
+	done && echo "generated bindings are fresh"
+
+lint: $(BIN)/.installed ## buf lint/format/breaking, ruff, mypy --strict.
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	$(BIN)/buf breaking --against $(BASELINE)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy python/asyncplugin server tests
+
+baseline: $(BIN)/.installed ## Refresh the buf breaking baseline (only when cutting a release).
+	$(BIN)/buf build -o $(BASELINE)
+
+pytest: $(BIN)/.installed ## Run the test suite only.
+	$(PY) -m pytest
+
+test: lint check-generated pytest ## Bootstrap .venv, lint, check generated code, run all tests.
+
+demo: $(BIN)/.installed ## Run the main job: a full async conversation through the engine.
+	$(PY) server/protocol_tour.py
+
+clean: ## Remove the virtual environment and caches.
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

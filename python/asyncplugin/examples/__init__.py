@@ -1,0 +1,1 @@
+"""Example protocols shipped with asyncplugin (generated bindings live in v1/)."""

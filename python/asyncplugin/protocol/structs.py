@@ -1,0 +1,94 @@
+"""Conversion between google.protobuf.Struct and plain Python dicts, and Struct measurements.
+
+`remote_status_input` is a plain dict on both sides of the conversation. Struct numbers are
+doubles on the wire (as in JSON), so a number that is a whole value within +-2**53 reads back as
+an `int`; other numbers read back as `float`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+_SAFE_INT = 2**53
+
+
+def dict_to_struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
+    """Builds a Struct from a JSON-like mapping (str keys; None, bool, numbers, str, lists, dicts).
+
+    Raises:
+        TypeError: a key is not a string or a value is not JSON-like; the message names the path.
+    """
+    struct = struct_pb2.Struct()
+    _fill_struct(struct, value, "$")
+    return struct
+
+
+def _fill_struct(struct: struct_pb2.Struct, value: Mapping[str, Any], path: str) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{path}: expected a dict, got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{path}: key {key!r} is not a string")
+        _fill_value(struct.fields[key], item, f"{path}.{key}")
+
+
+def _fill_value(target: struct_pb2.Value, item: Any, path: str) -> None:
+    if item is None:
+        target.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(item, bool):
+        target.bool_value = item
+    elif isinstance(item, int | float):
+        target.number_value = float(item)
+    elif isinstance(item, str):
+        target.string_value = item
+    elif isinstance(item, Mapping):
+        target.struct_value.SetInParent()
+        _fill_struct(target.struct_value, item, path)
+    elif isinstance(item, list | tuple):
+        target.list_value.SetInParent()
+        for index, element in enumerate(item):
+            _fill_value(target.list_value.values.add(), element, f"{path}[{index}]")
+    else:
+        raise TypeError(f"{path}: {type(item).__name__} is not JSON-like")
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """Reads a Struct into a plain dict (whole numbers within +-2**53 become ints)."""
+    return {key: _read_value(value) for key, value in struct.fields.items()}
+
+
+def _read_value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_read_value(item) for item in value.list_value.values]
+    if kind == "number_value":
+        number = value.number_value
+        if number.is_integer() and -_SAFE_INT <= number <= _SAFE_INT:
+            return int(number)
+        return number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
+
+
+def struct_depth(struct: struct_pb2.Struct) -> int:
+    """How deeply Structs and ListValues nest: an empty or flat Struct has depth 1."""
+    deepest = 1
+    stack: list[tuple[struct_pb2.Value, int]] = [(v, 1) for v in struct.fields.values()]
+    while stack:
+        value, depth = stack.pop()
+        kind = value.WhichOneof("kind")
+        if kind == "struct_value":
+            deepest = max(deepest, depth + 1)
+            stack.extend((v, depth + 1) for v in value.struct_value.fields.values())
+        elif kind == "list_value":
+            deepest = max(deepest, depth + 1)
+            stack.extend((v, depth + 1) for v in value.list_value.values)
+    return deepest

@@ -1,0 +1,182 @@
+"""Pythonic Task, TaskState and Progress, and their conversion to and from the wire messages."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from asyncplugin.v1 import task_pb2
+
+from .errors import PluginError
+from .structs import dict_to_struct, struct_to_dict
+
+
+class TaskState(enum.IntEnum):
+    """Where a unit of work stands. Values equal the wire values of `asyncplugin.v1.TaskState`.
+
+    There is no UNSPECIFIED member: an unset state is a protocol violation, never a default.
+    """
+
+    WAITING = task_pb2.TASK_STATE_WAITING
+    RUNNING = task_pb2.TASK_STATE_RUNNING
+    SUCCEEDED = task_pb2.TASK_STATE_SUCCEEDED
+    FAILED = task_pb2.TASK_STATE_FAILED
+    CANCELLED = task_pb2.TASK_STATE_CANCELLED
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for SUCCEEDED, FAILED and CANCELLED: nothing moves a task out of them."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    """How far along the remote work is, as the plugin reports it."""
+
+    fraction: float | None = None
+    done: int | None = None
+    total: int | None = None
+    stage: str = ""
+
+    def to_proto(self) -> task_pb2.Progress:
+        """Encodes this progress report."""
+        out = task_pb2.Progress(stage=self.stage)
+        if self.fraction is not None:
+            out.fraction = self.fraction
+        if self.done is not None:
+            out.done = self.done
+        if self.total is not None:
+            out.total = self.total
+        return out
+
+    @classmethod
+    def from_proto(cls, message: task_pb2.Progress) -> Progress:
+        """Decodes a progress report."""
+        return cls(
+            fraction=message.fraction if message.HasField("fraction") else None,
+            done=message.done if message.HasField("done") else None,
+            total=message.total if message.HasField("total") else None,
+            stage=message.stage,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    """The state of one unit of asynchronous work (see task.proto for every field's meaning).
+
+    A plugin builds one to answer RUNNING:
+        Task(state=TaskState.RUNNING, remote_status_input={"remote_job_id": job_id})
+    and reads the engine's record of it on a status check (`request.status`).
+    """
+
+    state: TaskState
+    remote_status_input: dict[str, Any] | None = None
+    remote_status_output: dict[str, Any] | None = None
+    remote_status_message: str = ""
+    status_message: str = ""
+    status_suggestion: str = ""
+    status_code: str = ""
+    progress: Progress | None = None
+    check_after_s: float | None = None
+    error: PluginError | None = field(default=None, compare=False)
+    task_id: str = ""
+    retries: int = 0
+    max_retries: int = 0
+    check_count: int = 0
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    next_check_time: datetime | None = None
+
+    def to_proto(self) -> task_pb2.Task:
+        """Encodes this task. Raises TypeError if a remote_status dict is not JSON-like."""
+        out = task_pb2.Task(
+            task_id=self.task_id,
+            state=int(self.state),  # type: ignore[arg-type]
+            status_message=self.status_message,
+            status_suggestion=self.status_suggestion,
+            status_code=self.status_code,
+            remote_status_message=self.remote_status_message,
+            retries=self.retries,
+            max_retries=self.max_retries,
+            check_count=self.check_count,
+        )
+        if self.remote_status_input is not None:
+            out.remote_status_input.CopyFrom(dict_to_struct(self.remote_status_input))
+        if self.remote_status_output is not None:
+            out.remote_status_output.CopyFrom(dict_to_struct(self.remote_status_output))
+        if self.error is not None:
+            out.error.CopyFrom(self.error.to_proto())
+        if self.progress is not None:
+            out.progress.CopyFrom(self.progress.to_proto())
+        if self.check_after_s is not None:
+            out.check_after.FromNanoseconds(round(self.check_after_s * 1e9))
+        for name in ("create_time", "update_time", "start_time", "end_time", "next_check_time"):
+            value: datetime | None = getattr(self, name)
+            if value is not None:
+                getattr(out, name).CopyFrom(datetime_to_timestamp(value))
+        return out
+
+    @classmethod
+    def from_proto(cls, message: task_pb2.Task) -> Task:
+        """Decodes a task. Validate it first (`asyncplugin.protocol.validate`): this raises
+        ValueError for an UNSPECIFIED or unknown state rather than guessing one."""
+        try:
+            state = TaskState(message.state)
+        except ValueError:
+            raise ValueError(f"Task.state {message.state} is not a valid TaskState") from None
+
+        def stamp(name: str) -> datetime | None:
+            return timestamp_to_datetime(getattr(message, name)) if message.HasField(name) else None  # type: ignore[arg-type]
+
+        return cls(
+            state=state,
+            remote_status_input=struct_to_dict(message.remote_status_input)
+            if message.HasField("remote_status_input")
+            else None,
+            remote_status_output=struct_to_dict(message.remote_status_output)
+            if message.HasField("remote_status_output")
+            else None,
+            remote_status_message=message.remote_status_message,
+            status_message=message.status_message,
+            status_suggestion=message.status_suggestion,
+            status_code=message.status_code,
+            progress=Progress.from_proto(message.progress)
+            if message.HasField("progress")
+            else None,
+            check_after_s=message.check_after.ToNanoseconds() / 1e9
+            if message.HasField("check_after")
+            else None,
+            error=PluginError.from_proto(message.error) if message.HasField("error") else None,
+            task_id=message.task_id,
+            retries=message.retries,
+            max_retries=message.max_retries,
+            check_count=message.check_count,
+            create_time=stamp("create_time"),
+            update_time=stamp("update_time"),
+            start_time=stamp("start_time"),
+            end_time=stamp("end_time"),
+            next_check_time=stamp("next_check_time"),
+        )
+
+
+def datetime_to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    """Encodes an aware datetime (a naive one is taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def timestamp_to_datetime(value: timestamp_pb2.Timestamp) -> datetime:
+    """Decodes a Timestamp into an aware UTC datetime."""
+    return value.ToDatetime(tzinfo=UTC)
