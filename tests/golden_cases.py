@@ -12,10 +12,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from asyncplugin.protocol import dict_to_struct
-from asyncplugin.v1 import error_pb2, plugin_pb2, task_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
+
+from asyncplugin.protocol import dict_to_struct
+from asyncplugin.v1 import error_pb2, plugin_pb2, task_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_DIR = ROOT / "testdata" / "golden"

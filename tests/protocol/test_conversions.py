@@ -7,6 +7,9 @@ from typing import Any
 
 import grpc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from asyncplugin.protocol import (
     PluginError,
     Progress,
@@ -19,8 +22,6 @@ from asyncplugin.protocol import (
     struct_to_dict,
 )
 from asyncplugin.v1 import task_pb2
-from hypothesis import given
-from hypothesis import strategies as st
 
 _json_scalars = (
     st.none()

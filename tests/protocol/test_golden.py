@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from asyncplugin.protocol import ProtocolViolation, decode_response
 from google.protobuf import json_format
 
+from asyncplugin.protocol import ProtocolViolation, decode_response
 from tests.golden_cases import (
     GOLDEN,
     GOLDEN_DIR,

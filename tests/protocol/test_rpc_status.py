@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from asyncplugin.protocol import error_to_status, status_to_error
-from asyncplugin.v1 import error_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from asyncplugin.protocol import error_to_status, status_to_error
+from asyncplugin.v1 import error_pb2
 from tests.golden_cases import error_full
 
 
