@@ -27,23 +27,24 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 venv: $(BIN)/.installed ## Create .venv and install the package with its dev tools.
 
-# protoc writes no __init__.py; generated packages get an empty one.
-define protoc
-	mkdir -p $(1)
-	$(PY) -m grpc_tools.protoc -I$(PROTO_DIR) --python_out=$(1) --mypy_out=$(1) \
-		--grpc_python_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES)
+# protoc writes no __init__.py; each generated v1 package gets an empty one.
+protoc = $(PY) -m grpc_tools.protoc -I$(PROTO_DIR) --python_out=$(1) --mypy_out=$(1) \
+	--grpc_python_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES) >/dev/null && \
 	find $(1)/asyncplugin -type d -name v1 -exec touch {}/__init__.py \;
-endef
 
 generate: $(BIN)/.installed ## Regenerate the Python bindings from proto/.
 	find $(GEN_DIR)/asyncplugin -type d -name v1 -prune -exec rm -rf {} +
 	$(call protoc,$(GEN_DIR))
 
 check-generated: $(BIN)/.installed ## Fail if the committed bindings are stale.
-	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
-	$(call protoc,$$tmp) >/dev/null && \
-	for d in $$(cd $$tmp && find asyncplugin -name v1 -type d); do \
-		diff -r -x __pycache__ $$tmp/$$d $(GEN_DIR)/$$d || { echo "generated code in $(GEN_DIR)/$$d is stale: run 'make generate' and commit"; exit 1; }; \
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(call protoc,$$tmp) && \
+	for d in $$(cd "$$tmp" && find asyncplugin -type d -name v1); do \
+		diff -r -x __pycache__ "$$tmp/$$d" "$(GEN_DIR)/$$d" || \
+		{ echo "generated code in $(GEN_DIR)/$$d is stale: run 'make generate' and commit"; exit 1; }; \
+	done && \
+	for d in $$(cd $(GEN_DIR) && find asyncplugin -type d -name v1); do \
+		test -d "$$tmp/$$d" || { echo "$(GEN_DIR)/$$d has no proto source: remove it"; exit 1; }; \
 	done && echo "generated bindings are fresh"
 
 lint: $(BIN)/.installed ## buf lint/format/breaking, ruff, mypy --strict.
