@@ -1,0 +1,1 @@
+"""Conformance contract bindings (generated in v1/) and, later, the conformance kit."""
