@@ -14,7 +14,7 @@ PROTO_FILES := $(sort $(wildcard $(PROTO_DIR)/asyncplugin/*/*.proto $(PROTO_DIR)
 GEN_DIR := python
 BASELINE := $(PROTO_DIR)/baseline.binpb
 
-.PHONY: help venv generate check-generated lint typecheck test pytest demo baseline clean
+.PHONY: help venv node generate check-generated lint test pytest node-test demo baseline clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -27,16 +27,24 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 venv: $(BIN)/.installed ## Create .venv and install the package with its dev tools.
 
+# The Node.js side (node/): TypeScript bindings, a Node plugin; installed from the lock file.
+node/node_modules/.installed: node/package.json node/package-lock.json
+	cd node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: node/node_modules/.installed ## Install the Node.js side's dependencies (npm ci).
+
 # protoc writes no __init__.py; each generated v1 package gets an empty one.
 protoc = $(PY) -m grpc_tools.protoc -I$(PROTO_DIR) --python_out=$(1) --mypy_out=$(1) \
 	--grpc_python_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES) >/dev/null && \
 	find $(1)/asyncplugin -type d -name v1 -exec touch {}/__init__.py \;
 
-generate: $(BIN)/.installed ## Regenerate the Python bindings from proto/.
+generate: $(BIN)/.installed node/node_modules/.installed ## Regenerate Python and TypeScript bindings.
 	find $(GEN_DIR)/asyncplugin -type d -name v1 -prune -exec rm -rf {} +
 	$(call protoc,$(GEN_DIR))
+	cd node && BUF=$(CURDIR)/$(BIN)/buf npm run --silent generate
 
-check-generated: $(BIN)/.installed ## Fail if the committed bindings are stale.
+check-generated: $(BIN)/.installed node/node_modules/.installed ## Fail if committed bindings are stale.
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(call protoc,$$tmp) && \
 	for d in $$(cd "$$tmp" && find asyncplugin -type d -name v1); do \
@@ -45,7 +53,8 @@ check-generated: $(BIN)/.installed ## Fail if the committed bindings are stale.
 	done && \
 	for d in $$(cd $(GEN_DIR) && find asyncplugin -type d -name v1); do \
 		test -d "$$tmp/$$d" || { echo "$(GEN_DIR)/$$d has no proto source: remove it"; exit 1; }; \
-	done && echo "generated bindings are fresh"
+	done && echo "generated Python bindings are fresh"
+	cd node && BUF=$(CURDIR)/$(BIN)/buf npm run --silent check-generated
 
 lint: $(BIN)/.installed ## buf lint/format/breaking, ruff, mypy --strict.
 	$(BIN)/buf lint
@@ -61,10 +70,13 @@ baseline: $(BIN)/.installed ## Refresh the buf breaking baseline (only when cutt
 pytest: $(BIN)/.installed ## Run the test suite only.
 	$(PY) -m pytest
 
-test: lint check-generated pytest ## Bootstrap .venv, lint, check generated code, run all tests.
+node-test: node/node_modules/.installed ## Build the Node.js side and run its tests.
+	cd node && npm test --silent
+
+test: lint check-generated node-test pytest ## Bootstrap, lint, check bindings, run all tests.
 
 demo: $(BIN)/.installed ## Run the main job: a full async conversation through the engine.
 	$(PY) server/protocol_tour.py
 
 clean: ## Remove the virtual environment and caches.
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node/node_modules node/dist

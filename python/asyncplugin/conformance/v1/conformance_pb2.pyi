@@ -65,9 +65,9 @@ class Scenario(_message.Message):
     remote_status_input to {"scenario": name}.
     """
     report_progress: _builtins.bool
-    """When true, every RUNNING answer reports progress: fraction = check_number /
-    (checks_before_done + 1), done = check_number, total = checks_before_done + 1,
-    stage = "check-<check_number>".
+    """When true, every RUNNING answer reports progress: total = checks_before_done + 1,
+    done = min(check_number, total), fraction = done / total, stage = "check-<check_number>"
+    (clamped so that a run_until_cancelled scenario never breaks the Progress rules).
     """
     fail_on_check: _builtins.int
     """The check number on which to fail (see `fail_with`)."""
@@ -94,7 +94,8 @@ class Scenario(_message.Message):
     @_builtins.property
     def delay(self) -> _duration_pb2.Duration:
         """When set, wait this long before answering the call whose check number is `delay_on_check`
-        (to exceed an engine's per-check timeout).
+        (to exceed an engine's per-check timeout), unless the call is a transport retry of that
+        check (`status.retries` > 0), which is answered without delay.
         """
 
     def __init__(
