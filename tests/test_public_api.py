@@ -15,8 +15,11 @@ def test_top_level_exports_are_pinned() -> None:
     """`asyncplugin.__all__` is exactly this sorted list."""
     assert asyncplugin.__all__ == sorted(asyncplugin.__all__, key=_isort_key)
     assert set(asyncplugin.__all__) == {
+        "AsyncPlugin",
         "AsyncPluginError",
+        "BindError",
         "PluginError",
+        "PluginServer",
         "Progress",
         "ProtocolViolation",
         "Request",
@@ -25,6 +28,8 @@ def test_top_level_exports_are_pinned() -> None:
         "Task",
         "TaskState",
         "__version__",
+        "serve",
+        "serve_in_process",
     }
     for name in asyncplugin.__all__:
         assert hasattr(asyncplugin, name)

@@ -7,6 +7,7 @@ growing intervals until the plugin answers with data or an error.
 
 from __future__ import annotations
 
+from .plugin import AsyncPlugin, BindError, PluginServer, serve, serve_in_process
 from .protocol import (
     AsyncPluginError,
     PluginError,
@@ -22,8 +23,11 @@ from .protocol import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncPlugin",
     "AsyncPluginError",
+    "BindError",
     "PluginError",
+    "PluginServer",
     "Progress",
     "ProtocolViolation",
     "Request",
@@ -32,4 +36,6 @@ __all__ = [
     "Task",
     "TaskState",
     "__version__",
+    "serve",
+    "serve_in_process",
 ]

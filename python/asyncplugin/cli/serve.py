@@ -1,0 +1,137 @@
+"""`asyncplugin serve MODULE:CLASS`: load a plugin class and serve it until SIGTERM/SIGINT.
+
+MODULE is imported with the current directory on sys.path (as uvicorn does), so
+`asyncplugin serve server.transcriber:Transcriber` works from the repository root. The first
+line on stdout is "serving NAME on HOST:PORT", so scripts can read the port chosen by --port 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from asyncplugin.cli import UsageError
+from asyncplugin.plugin import DEFAULT_GRACE_S, AsyncPlugin, PluginServer, serve
+from asyncplugin.protocol import limits
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds the `serve` subcommand."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a plugin class over gRPC",
+        description="Serve a plugin class (MODULE:CLASS, imported from the current directory) "
+        "over gRPC, with health checking and reflection, until SIGTERM or SIGINT.",
+    )
+    parser.add_argument("target", metavar="MODULE:CLASS", help="e.g. server.echo:Echo")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on [%(default)s]")
+    parser.add_argument(
+        "--port", type=int, default=50051, help="port; 0 picks a free one [%(default)s]"
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=limits.MESSAGE_MAX_BYTES,
+        metavar="N",
+        help="largest message received or sent [%(default)s]",
+    )
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate chain")
+    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key")
+    parser.add_argument(
+        "--grace-s",
+        type=float,
+        default=DEFAULT_GRACE_S,
+        metavar="SECONDS",
+        help="how long in-flight calls may finish on shutdown [%(default)s]",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="debug logging; tracebacks go on the wire"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serves the plugin named by `args.target`; returns 0 after a clean shutdown."""
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be within 0..65535, got {args.port}")
+    if args.max_message_bytes <= 0:
+        raise UsageError(f"--max-message-bytes must be positive, got {args.max_message_bytes}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    tls: dict[str, Any] = {}
+    if args.tls_cert is not None:
+        tls = {
+            "tls_cert_chain": _read(args.tls_cert, "--tls-cert"),
+            "tls_private_key": _read(args.tls_key, "--tls-key"),
+        }
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    plugin = load_plugin(args.target)
+    asyncio.run(
+        serve(
+            plugin,
+            grace_s=args.grace_s,
+            on_started=_announce,
+            host=args.host,
+            port=args.port,
+            max_message_bytes=args.max_message_bytes,
+            debug=args.debug,
+            **tls,
+        )
+    )
+    return 0
+
+
+def _announce(server: PluginServer) -> None:
+    print(f"serving {server.plugin.name} on {server.address}", flush=True)
+
+
+def _read(path: Path, option: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read {option} {path}: {err.strerror}") from err
+
+
+def load_plugin(target: str) -> AsyncPlugin[Any, Any]:
+    """Imports MODULE and returns a plugin: CLASS() for a class, or the object if an instance.
+
+    Raises:
+        UsageError: the target is malformed, missing, or not an AsyncPlugin.
+    """
+    module_name, sep, attr_name = target.partition(":")
+    if not sep or not module_name or not attr_name:
+        raise UsageError(f"expected MODULE:CLASS (like server.echo:Echo), got {target!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        # Only the target's own module is a usage error; a missing dependency is the plugin's.
+        missing = err.name or ""
+        if module_name != missing and not module_name.startswith(missing + "."):
+            raise
+        raise UsageError(f"cannot import module {module_name!r} from {cwd}") from err
+    obj: Any = module
+    for part in attr_name.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"module {module_name!r} has no attribute {attr_name!r}")
+        obj = getattr(obj, part)
+    if isinstance(obj, AsyncPlugin):
+        return obj
+    if not (isinstance(obj, type) and issubclass(obj, AsyncPlugin)):
+        raise UsageError(f"{target} is not an AsyncPlugin subclass")
+    try:
+        plugin: AsyncPlugin[Any, Any] = obj()
+    except TypeError as err:
+        raise UsageError(f"cannot create {target}() without arguments: {err}") from err
+    return plugin

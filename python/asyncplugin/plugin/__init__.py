@@ -1,0 +1,39 @@
+"""The Python plugin SDK: write a plugin class, serve it over gRPC, test it in-process.
+
+    class Transcriber(AsyncPlugin[TranscribeInput, Transcript]):
+        rpc_method = "/asyncplugin.examples.v1.TranscriberService/Transcribe"
+
+        async def initiate_work(self, request):
+            job_id = await api.start(request.data.audio_url)
+            return Response(status=Task(state=TaskState.RUNNING,
+                                        remote_status_input={"remote_job_id": job_id}))
+
+        async def check_status(self, request):
+            ...
+
+This package never imports the engine; the two sides meet in `asyncplugin.protocol`.
+"""
+
+from __future__ import annotations
+
+from .base import GENERIC_METHOD, AsyncPlugin, Reply, remote_status_input
+from .inprocess import CallResult, PluginClient, serve_in_process
+from .normalize import INVALID_PLUGIN_RESPONSE, MESSAGE_TOO_LARGE, PLUGIN_INTERNAL_ERROR
+from .server import DEFAULT_GRACE_S, BindError, PluginServer, serve
+
+__all__ = [
+    "DEFAULT_GRACE_S",
+    "GENERIC_METHOD",
+    "INVALID_PLUGIN_RESPONSE",
+    "MESSAGE_TOO_LARGE",
+    "PLUGIN_INTERNAL_ERROR",
+    "AsyncPlugin",
+    "BindError",
+    "CallResult",
+    "PluginClient",
+    "PluginServer",
+    "Reply",
+    "remote_status_input",
+    "serve",
+    "serve_in_process",
+]

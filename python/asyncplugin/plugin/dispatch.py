@@ -1,0 +1,138 @@
+"""One RPC, bytes in and bytes out: decode the request, call the plugin, encode a valid answer.
+
+The handler is registered with identity (de)serializers so the SDK controls decoding: a typed
+request (payload message at field 1) parses as the generic InvokeRequest because the two are
+wire-identical, and a payload that does not decode as the plugin's input type is answered with
+INVALID_ARGUMENT naming the expected type, not with a crash.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from typing import Any
+
+import grpc
+from google.protobuf import message as pb_message
+from grpc_status import rpc_status
+
+from asyncplugin.protocol import (
+    PluginError,
+    ProtocolViolation,
+    Request,
+    RequestContext,
+    Task,
+    decode_payload,
+    error_to_status,
+    limits,
+    payload_type_name,
+    request_violations,
+)
+from asyncplugin.v1 import error_pb2, plugin_pb2
+
+from . import normalize
+from .base import AsyncPlugin, split_method
+from .handlers import call_handler, executor_var
+
+
+class PluginDispatcher:
+    """Answers the calls to one plugin's RPC; the server registers `handle` for its method."""
+
+    def __init__(
+        self,
+        plugin: AsyncPlugin[Any, Any],
+        *,
+        debug: bool = False,
+        max_message_bytes: int,
+        executor: Executor | None = None,
+    ) -> None:
+        kind = type(plugin)
+        if kind.run is AsyncPlugin.run and kind.initiate_work is AsyncPlugin.initiate_work:
+            raise TypeError(f"{kind.__name__} must implement run or initiate_work")
+        self.service_name, self.method_name = split_method(kind.rpc_method)
+        self._plugin = plugin
+        self._debug = debug
+        self._max_message_bytes = max_message_bytes
+        self._executor = executor
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        """The grpc handler serving the plugin's method with raw bytes in and out."""
+        method: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+            self.handle
+        )
+        return grpc.method_handlers_generic_handler(self.service_name, {self.method_name: method})
+
+    async def handle(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        """Answers one call: INVALID_ARGUMENT for a bad request, otherwise an in-band answer."""
+        try:
+            request = self.decode(data)
+        except ProtocolViolation as violation:
+            await context.abort_with_status(_invalid_argument(violation))
+        response = await self.answer(request)
+        return response.SerializeToString(deterministic=True)
+
+    def decode(self, data: bytes) -> Request[Any]:
+        """Decodes and checks a request's bytes; raises ProtocolViolation naming the rule."""
+        envelope = plugin_pb2.InvokeRequest()
+        try:
+            envelope.ParseFromString(data)
+        except (pb_message.DecodeError, RecursionError) as err:
+            raise ProtocolViolation(
+                "MALFORMED_MESSAGE", f"the request is not a valid envelope: {err}"
+            ) from err
+        violations = request_violations(envelope)
+        if violations:
+            raise violations[0]
+        input_type = self._plugin.input_type
+        try:
+            payload = decode_payload(envelope.data, input_type)
+        except ValueError as err:
+            raise ProtocolViolation(
+                "MALFORMED_MESSAGE",
+                f"data must be a {payload_type_name(input_type)} ({self._plugin.name} takes "
+                f"that type): {err}",
+                field="data",
+            ) from err
+        return Request(
+            data=payload,
+            context=RequestContext.from_proto(envelope.context),
+            status=Task.from_proto(envelope.status) if envelope.HasField("status") else None,
+            is_status_check=envelope.is_status_check,
+            cancel_requested=envelope.cancel_requested,
+        )
+
+    async def answer(self, request: Request[Any]) -> plugin_pb2.InvokeResponse:
+        """Runs the plugin on a decoded request and returns a valid answer, whatever it did."""
+        plugin = self._plugin
+        token = executor_var.set(self._executor)
+        try:
+            result = await call_handler(plugin.run, request)
+            response = normalize.build_response(
+                result, output_type=plugin.output_type, cancel_requested=request.cancel_requested
+            )
+        except PluginError as err:
+            normalize.logger.info("plugin %s answered FAILED: %r", plugin.name, err)
+            response = normalize.from_plugin_error(err)
+        except normalize.InvalidReturn as problem:
+            normalize.logger.error("plugin %s returned an invalid answer: %s", plugin.name, problem)
+            response = normalize.invalid_response(problem)
+        except Exception as err:
+            response = normalize.from_exception(err, plugin_name=plugin.name, debug=self._debug)
+        finally:
+            executor_var.reset(token)
+        size = response.ByteSize()
+        if size > self._max_message_bytes:
+            normalize.logger.error("plugin %s answer is %d bytes: too large", plugin.name, size)
+            response = normalize.too_large(size, self._max_message_bytes)
+        return response
+
+
+def _invalid_argument(violation: ProtocolViolation) -> grpc.Status:
+    """INVALID_ARGUMENT whose google.rpc.Status details carry the Error envelope and the rule."""
+    error = error_pb2.Error(
+        message=normalize.clip(str(violation), limits.TEXT_MAX_BYTES),
+        code=violation.rule,
+        rpc_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        metadata={"rule": violation.rule, "field": violation.field},
+    )
+    status: grpc.Status = rpc_status.to_status(error_to_status(error))
+    return status

@@ -1,0 +1,215 @@
+"""The plugin's gRPC server: the plugin's RPC plus health, reflection and graceful shutdown.
+
+Every server binds explicitly (SO_REUSEPORT off, so a taken port fails loudly instead of being
+silently shared), enforces a maximum message size, serves grpc.health.v1 (SERVING while up,
+NOT_SERVING from the start of shutdown) and server reflection, and drains in-flight calls within
+a grace period when stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from asyncplugin.protocol import AsyncPluginError, limits
+
+from .base import AsyncPlugin
+from .dispatch import PluginDispatcher
+
+logger = logging.getLogger("asyncplugin.plugin")
+
+DEFAULT_GRACE_S = 10.0
+"""How long a stopping server lets in-flight calls finish before cancelling them."""
+
+
+class BindError(AsyncPluginError):
+    """The server could not listen on the address asked for (taken, or not a local address)."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+def format_address(host: str, port: int) -> str:
+    """ "host:port", with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class PluginServer:
+    """Serves one plugin on a grpc.aio server.
+
+    Example:
+        server = PluginServer(Transcriber(), port=0)
+        port = await server.start()
+        ...
+        await server.stop(grace_s=10)
+
+    Args:
+        plugin: the plugin instance to serve.
+        host: the address to listen on; "127.0.0.1" keeps the plugin local, "0.0.0.0" opens it.
+        port: the port; 0 picks a free one (read it from `start()` or `port`).
+        max_message_bytes: the largest message received or sent.
+        tls_cert_chain: PEM certificate chain; serve TLS when given with `tls_private_key`.
+        tls_private_key: PEM private key for `tls_cert_chain`.
+        debug: put tracebacks of unexpected exceptions on the wire (`internal_message`).
+        max_workers: threads for plain `def` handlers (None: Python's default).
+        grpc_options: extra grpc server options, applied after the SDK's own.
+    """
+
+    def __init__(
+        self,
+        plugin: AsyncPlugin[Any, Any],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_message_bytes: int = limits.MESSAGE_MAX_BYTES,
+        tls_cert_chain: bytes | None = None,
+        tls_private_key: bytes | None = None,
+        debug: bool = False,
+        max_workers: int | None = None,
+        grpc_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        if (tls_cert_chain is None) != (tls_private_key is None):
+            raise ValueError("TLS needs both tls_cert_chain and tls_private_key")
+        self.plugin = plugin
+        self.host = host
+        self.port = port
+        self._max_message_bytes = max_message_bytes
+        self._tls: tuple[bytes, bytes] | None = None
+        if tls_cert_chain is not None and tls_private_key is not None:
+            self._tls = (tls_private_key, tls_cert_chain)
+        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="asyncplugin-handler")
+        self._dispatcher = PluginDispatcher(
+            plugin,
+            debug=debug,
+            max_message_bytes=max_message_bytes,
+            executor=self._executor,
+        )
+        self._options: list[tuple[str, Any]] = [
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            *grpc_options,
+        ]
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None
+
+    @property
+    def service_name(self) -> str:
+        """The full name of the served service, such as "asyncplugin.v1.PluginService"."""
+        return self._dispatcher.service_name
+
+    @property
+    def address(self) -> str:
+        """ "host:port" the server listens on (the real port once started)."""
+        return format_address(self.host, self.port)
+
+    async def start(self) -> int:
+        """Binds and starts serving; returns the bound port.
+
+        Raises:
+            BindError: the address cannot be bound (for example the port is taken).
+        """
+        if self._server is not None:
+            raise RuntimeError("the server is already started")
+        server = grpc.aio.server(options=self._options)
+        server.add_generic_rpc_handlers((self._dispatcher.generic_handler(),))
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (self.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        try:
+            self.port = self._bind(server)
+        except BindError:
+            self._executor.shutdown(wait=False)
+            raise
+        await server.start()
+        self._server = server
+        serving = health_pb2.HealthCheckResponse.SERVING
+        await self._health.set(health.OVERALL_HEALTH, serving)
+        await self._health.set(self.service_name, serving)
+        logger.info("serving %s (%s) on %s", self.plugin.name, self.service_name, self.address)
+        return self.port
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        address = self.address
+        try:
+            if self._tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                credentials = grpc.ssl_server_credentials([self._tls])
+                port = server.add_secure_port(address, credentials)
+        except RuntimeError as err:
+            raise BindError(f"cannot listen on {address}: {_first_line(err)}") from err
+        if port == 0:
+            raise BindError(f"cannot listen on {address}: the address is in use or not local")
+        return port
+
+    async def stop(self, grace_s: float | None = DEFAULT_GRACE_S) -> None:
+        """Stops serving: health turns NOT_SERVING, new calls are refused, and in-flight calls
+        get `grace_s` seconds to finish before they are cancelled (None: cancel at once)."""
+        server = self._server
+        if server is None:
+            return
+        await self._health.enter_graceful_shutdown()
+        logger.info("stopping %s (grace %s s)", self.address, grace_s)
+        await server.stop(grace_s)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def wait_for_termination(self) -> None:
+        """Waits until the server has stopped."""
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    async def __aenter__(self) -> PluginServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop(None if exc is not None else DEFAULT_GRACE_S)
+
+
+async def serve(
+    plugin: AsyncPlugin[Any, Any],
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    on_started: Callable[[PluginServer], None] | None = None,
+    **server_options: Any,
+) -> None:
+    """Serves `plugin` until SIGTERM or SIGINT, then shuts down gracefully.
+
+    After the first signal the default signal handlers come back, so a second Ctrl-C stops the
+    process at once. `server_options` are PluginServer's keyword arguments.
+    """
+    server = PluginServer(plugin, **server_options)
+    await server.start()
+    if on_started is not None:
+        on_started(server)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop_requested.set)
+    try:
+        await stop_requested.wait()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        await server.stop(grace_s)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).split(";")[0].splitlines()[0] if str(err) else type(err).__name__
