@@ -13,6 +13,7 @@ PROTO_DIR := proto
 PROTO_FILES := $(sort $(wildcard $(PROTO_DIR)/asyncplugin/*/*.proto $(PROTO_DIR)/asyncplugin/*/*/*.proto))
 GEN_DIR := python
 BASELINE := $(PROTO_DIR)/baseline.binpb
+BP2_DIR := $(GEN_DIR)/asyncplugin_betterproto
 
 .PHONY: help venv node generate check-generated lint test pytest node-test demo baseline clean
 
@@ -39,9 +40,15 @@ protoc = $(PY) -m grpc_tools.protoc -I$(PROTO_DIR) --python_out=$(1) --mypy_out=
 	--grpc_python_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES) >/dev/null && \
 	find $(1)/asyncplugin -type d -name v1 -exec touch {}/__init__.py \;
 
+# Dataclass bindings with betterproto2, in their own root package (asyncplugin_betterproto).
+bp2 = mkdir -p $(1) && $(PY) -m grpc_tools.protoc -I$(PROTO_DIR) --python_betterproto2_out=$(1) \
+	$(PROTO_FILES) >/dev/null 2> >(grep -v '^Writing ' >&2)
+
 generate: $(BIN)/.installed node/node_modules/.installed ## Regenerate Python and TypeScript bindings.
 	find $(GEN_DIR)/asyncplugin -type d -name v1 -prune -exec rm -rf {} +
 	$(call protoc,$(GEN_DIR))
+	rm -rf $(BP2_DIR)
+	$(call bp2,$(BP2_DIR))
 	cd node && BUF=$(CURDIR)/$(BIN)/buf npm run --silent generate
 
 check-generated: $(BIN)/.installed node/node_modules/.installed ## Fail if committed bindings are stale.
@@ -54,6 +61,9 @@ check-generated: $(BIN)/.installed node/node_modules/.installed ## Fail if commi
 	for d in $$(cd $(GEN_DIR) && find asyncplugin -type d -name v1); do \
 		test -d "$$tmp/$$d" || { echo "$(GEN_DIR)/$$d has no proto source: remove it"; exit 1; }; \
 	done && echo "generated Python bindings are fresh"
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && $(call bp2,$$tmp) && \
+	diff -r -x __pycache__ "$$tmp" $(BP2_DIR) && echo "betterproto2 bindings are fresh" || \
+	{ echo "betterproto2 bindings in $(BP2_DIR) are stale: run 'make generate' and commit"; exit 1; }
 	cd node && BUF=$(CURDIR)/$(BIN)/buf npm run --silent check-generated
 
 lint: $(BIN)/.installed ## buf lint/format/breaking, ruff, mypy --strict.
