@@ -1,0 +1,51 @@
+"""The reference engine: submits work to asynchronous plugins and polls it to the end.
+
+Layers inside (imports point down): `engine` (the API) and `sync` (a blocking facade) over
+`steps` (one task's due call and its recorded outcome) over `conversation` (requests and answers,
+pure), `policy` (backoff, pure), `scheduler` (one heap), `clock`, `transport` (the gRPC edge)
+and `store` (the truth). The engine never imports the plugin SDK: the two sides meet only in
+`asyncplugin.protocol` and on the wire.
+"""
+
+from __future__ import annotations
+
+from .clock import Clock, FakeClock, SystemClock
+from .engine import ENGINE_NAME, Engine, Payload
+from .errors import EngineClosed, EngineError, StoreError, TaskNotFound, WaitTimeout
+from .policy import PollingPolicy, TransportRetryPolicy, next_interval, retry_delay
+from .records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord, TaskUpdate
+from .store import MemoryStore, SqliteStore, TaskStore
+from .sync import SyncEngine
+from .transport import DEFAULT_METHOD, GrpcTransport, Transport, TransportError
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "ENGINE_NAME",
+    "CallKind",
+    "CheckOutcome",
+    "CheckRecord",
+    "Clock",
+    "Engine",
+    "EngineClosed",
+    "EngineError",
+    "FakeClock",
+    "GrpcTransport",
+    "MemoryStore",
+    "Payload",
+    "PollingPolicy",
+    "SqliteStore",
+    "StoreError",
+    "SyncEngine",
+    "SystemClock",
+    "TaskNotFound",
+    "TaskOptions",
+    "TaskRecord",
+    "TaskStore",
+    "TaskUpdate",
+    "Transport",
+    "TransportError",
+    "TransportRetryPolicy",
+    "WaitTimeout",
+    "next_interval",
+    "retry_delay",
+]

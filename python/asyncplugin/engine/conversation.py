@@ -1,0 +1,208 @@
+"""The engine's half of the conversation as pure functions: requests out, answers read.
+
+Nothing here does I/O or reads a clock: `build_request` encodes the call for a task record, and
+`read_answer` turns a decoded, validated answer into the task's next record and the history entry
+that explains it. The driver (`steps.py`) adds time, the transport and the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Final
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from asyncplugin.protocol import ProtocolViolation, TaskState, limits
+from asyncplugin.v1 import plugin_pb2, task_pb2
+
+from . import errors
+from .records import CallKind, CheckOutcome, CheckRecord, TaskRecord
+
+__all__ = [
+    "Answer",
+    "build_request",
+    "engine_task",
+    "history_entry",
+    "read_answer",
+    "scheduled",
+    "violation_error",
+]
+
+_ENGINE_OWNED: Final = (
+    "task_id",
+    "create_time",
+    "update_time",
+    "start_time",
+    "end_time",
+    "next_check_time",
+    "retries",
+    "max_retries",
+    "check_count",
+)
+
+
+def _stamp(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(round(seconds * 1e9))
+    return stamp
+
+
+def engine_task(record: TaskRecord, *, max_retries: int) -> task_pb2.Task:
+    """The engine's record of a RUNNING task as the Task sent on a status check.
+
+    Plugin-owned fields are the plugin's last answer, `remote_status_input` exactly as it was
+    sent; engine-owned fields are overwritten with the engine's own values (the plugin's, if it
+    wrote any, are ignored, as task.proto says).
+    """
+    task = task_pb2.Task.FromString(record.status or b"")
+    for name in _ENGINE_OWNED:
+        task.ClearField(name)
+    task.task_id = record.task_id
+    task.state = task_pb2.TASK_STATE_RUNNING
+    task.retries = record.retries
+    task.max_retries = max_retries
+    task.check_count = record.check_count
+    task.create_time.CopyFrom(_stamp(record.create_time))
+    task.update_time.CopyFrom(_stamp(record.update_time))
+    if record.start_time is not None:
+        task.start_time.CopyFrom(_stamp(record.start_time))
+    if record.next_check_time is not None:
+        task.next_check_time.CopyFrom(_stamp(record.next_check_time))
+    return task
+
+
+def build_request(
+    record: TaskRecord,
+    *,
+    kind: CallKind,
+    check_number: int,
+    max_retries: int,
+    engine_name: str,
+) -> bytes:
+    """Encodes the InvokeRequest of one call: initiation, status check, or cancel request."""
+    options = record.options
+    context = plugin_pb2.RequestContext(
+        plugin_id=options.plugin_id,
+        plugin_instance_id=options.plugin_instance_id,
+        task_id=record.task_id,
+        idempotency_key=record.idempotency_key,
+        check_number=check_number,
+        engine=engine_name,
+    )
+    if record.deadline is not None:
+        context.deadline.CopyFrom(_stamp(record.deadline))
+    request = plugin_pb2.InvokeRequest(data=record.payload, context=context)
+    if kind is not CallKind.INITIATE:
+        request.is_status_check = True
+        request.status.CopyFrom(engine_task(record, max_retries=max_retries))
+        request.cancel_requested = kind is CallKind.CANCEL
+    return request.SerializeToString()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a valid answer means for the task.
+
+    Attributes:
+        state: the state the answer moves the task to (RUNNING, SUCCEEDED, FAILED, CANCELLED).
+        outcome: the history entry's outcome.
+        message: a one-line account for the history.
+        status: the answer's Task, encoded (None if it had none).
+        result: the answer's data (None if it had none).
+        error: the answer's error envelope, encoded (FAILED only).
+        hint_s: the plugin's `check_after` hint in seconds (RUNNING only), or None.
+    """
+
+    state: TaskState
+    outcome: CheckOutcome
+    message: str
+    status: bytes | None
+    result: bytes | None = None
+    error: bytes | None = None
+    hint_s: float | None = None
+
+
+def read_answer(response: plugin_pb2.InvokeResponse) -> Answer:
+    """Reads an answer already validated by `asyncplugin.protocol.decode_response`."""
+    status = response.status if response.HasField("status") else None
+    encoded = status.SerializeToString() if status is not None else None
+    if response.HasField("data") or (
+        status is not None and status.state == task_pb2.TASK_STATE_SUCCEEDED
+    ):
+        message = status.status_message if status is not None else ""
+        return Answer(
+            TaskState.SUCCEEDED,
+            CheckOutcome.SUCCEEDED,
+            message,
+            encoded,
+            result=response.data if response.HasField("data") else None,
+        )
+    assert status is not None  # validation guarantees data or status
+    if status.state == task_pb2.TASK_STATE_FAILED:
+        error = status.error
+        recorded = task_pb2.Task()
+        recorded.CopyFrom(status)
+        recorded.status_code = error.code  # task.proto: the engine copies error.code here
+        return Answer(
+            TaskState.FAILED,
+            CheckOutcome.FAILED,
+            f"{error.code or 'FAILED'}: {error.message}",
+            recorded.SerializeToString(),
+            error=error.SerializeToString(),
+        )
+    if status.state == task_pb2.TASK_STATE_CANCELLED:
+        return Answer(TaskState.CANCELLED, CheckOutcome.CANCELLED, status.status_message, encoded)
+    hint_s = status.check_after.ToNanoseconds() / 1e9 if status.HasField("check_after") else None
+    message = status.status_message or status.remote_status_message
+    if status.HasField("progress") and status.progress.HasField("fraction"):
+        message = f"{status.progress.fraction:.0%} {message}".strip()
+    return Answer(TaskState.RUNNING, CheckOutcome.RUNNING, message, encoded, hint_s=hint_s)
+
+
+def violation_error(violation: ProtocolViolation, *, target: str, method: str) -> bytes:
+    """The encoded envelope of a task failed for a protocol violation (code PROTOCOL_VIOLATION)."""
+    error = errors.engine_error(
+        errors.PROTOCOL_VIOLATION,
+        f"the plugin's answer broke protocol rule {violation.rule}: {violation.detail}",
+        rpc_code=grpc.StatusCode.INTERNAL,
+        suggestion="This is a bug in the plugin; the rule is described in "
+        "proto/asyncplugin/v1/plugin.proto (Protocol rules).",
+        metadata={
+            "rule": violation.rule,
+            "field": violation.field,
+            "target": target,
+            "method": method,
+        },
+    )
+    return error.SerializeToString()
+
+
+def history_entry(
+    record: TaskRecord,
+    *,
+    kind: CallKind,
+    check_number: int,
+    started: float,
+    finished: float,
+    outcome: CheckOutcome,
+    message: str = "",
+    grpc_code: str = "",
+) -> CheckRecord:
+    """A history entry about one call of `record` (no next call scheduled; see `scheduled`)."""
+    return CheckRecord(
+        task_id=record.task_id,
+        kind=kind,
+        check_number=check_number,
+        started_time=started,
+        finished_time=finished,
+        outcome=outcome,
+        grpc_code=grpc_code,
+        message=errors.truncate(message, limits.TEXT_MAX_BYTES),
+    )
+
+
+def scheduled(entry: CheckRecord, *, interval_s: float, reason: str, due: float) -> CheckRecord:
+    """The entry with the next call's schedule and the reason it was chosen."""
+    return dataclasses.replace(entry, interval_s=interval_s, reason=reason, next_check_time=due)

@@ -1,0 +1,401 @@
+"""The engine: submit work to plugins, poll it to the end, and keep the record.
+
+    async with Engine(store=SqliteStore("tasks.db")) as engine:
+        record = await engine.invoke("127.0.0.1:50051", payload={"audio_url": "..."})
+        print(record.state, record.result_as(dict))
+
+One Engine runs many tasks on many plugins in one event loop: one scheduler task owns a heap of
+due times, and at most `max_concurrent_rpcs` calls are in flight. The store is the truth: each
+outcome is recorded before the next call is scheduled, and `start()` rebuilds the schedule from
+the store, so an engine restarted on the same SQLite file (even after kill -9) resumes its
+RUNNING tasks at their recorded next check times, never repeats an initiation whose answer was
+recorded, and loses no finished result.
+
+The one window (documented in plugin.proto, RequestContext.idempotency_key): if the engine dies
+after sending an initiating call and before recording its answer, the task is still WAITING in
+the store and the restarted engine initiates it again, with the SAME idempotency key, so a
+plugin that passes the key to its remote system (or remembers it) drops the duplicate. An
+initiating call that fails UNAVAILABLE or times out is retried the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from importlib import metadata
+from types import TracebackType
+from typing import Any
+
+from google.protobuf import message as pb_message
+
+from asyncplugin.protocol import TaskState, encode_payload
+
+from . import errors
+from .clock import Clock, SystemClock
+from .errors import EngineClosed, TaskNotFound
+from .notify import ChangeHook, Notifier
+from .policy import PollingPolicy, TransportRetryPolicy
+from .records import CheckRecord, TaskOptions, TaskRecord, TaskUpdate
+from .scheduler import Scheduler
+from .steps import Driver
+from .store.base import TaskStore
+from .store.memory import MemoryStore
+from .transport import DEFAULT_METHOD, GrpcTransport, Transport
+
+__all__ = ["ENGINE_NAME", "Engine", "Payload"]
+
+_log = logging.getLogger(__name__)
+
+
+def _engine_name() -> str:
+    try:
+        return f"asyncplugin-python/{metadata.version('asyncplugin')}"
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "asyncplugin-python"
+
+
+ENGINE_NAME = _engine_name()
+"""Sent to plugins as `RequestContext.engine`."""
+
+Payload = bytes | pb_message.Message | Mapping[str, Any]
+"""A payload: encoded bytes, a protobuf message, or a JSON-like dict (sent as a Struct)."""
+
+
+class Engine:
+    """Drives asynchronous plugin calls to completion (asyncio API).
+
+    Args:
+        store: where tasks live (default: a fresh MemoryStore). Opened by `start`, closed by
+            `stop`. One engine per store at a time.
+        clock: time and sleep (default: SystemClock; FakeClock in tests).
+        policy: the default polling policy (tasks may override it in TaskOptions).
+        retry_policy: the default transport retry policy.
+        max_concurrent_rpcs: the most calls in flight at once, across all tasks and plugins.
+        transport: how plugins are called (default: a GrpcTransport the engine owns and closes).
+        rng: the jitter source; pass `random.Random(seed)` for reproducible schedules.
+        on_change: called after every recorded change (see `notify.ChangeHook`).
+        shutdown_grace_s: how long `stop` lets calls in flight finish before cancelling them.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: TaskStore | None = None,
+        clock: Clock | None = None,
+        policy: PollingPolicy | None = None,
+        retry_policy: TransportRetryPolicy | None = None,
+        max_concurrent_rpcs: int = 64,
+        transport: Transport | None = None,
+        rng: random.Random | None = None,
+        on_change: ChangeHook | None = None,
+        shutdown_grace_s: float = 5.0,
+    ) -> None:
+        if max_concurrent_rpcs < 1:
+            raise ValueError(f"max_concurrent_rpcs must be >= 1, got {max_concurrent_rpcs}")
+        self.store = store if store is not None else MemoryStore()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.policy = policy if policy is not None else PollingPolicy()
+        self.retry_policy = retry_policy if retry_policy is not None else TransportRetryPolicy()
+        self._max_concurrent = max_concurrent_rpcs
+        self._owns_transport = transport is None
+        self._transport: Transport | None = transport
+        self._rng = rng if rng is not None else random.Random()
+        self._notifier = Notifier([on_change] if on_change is not None else [])
+        self._grace_s = shutdown_grace_s
+        self._active: dict[str, TaskRecord] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._scheduler: Scheduler | None = None
+        self._driver: Driver | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True between `start` and `stop`."""
+        return self._scheduler is not None
+
+    async def start(self) -> None:
+        """Opens the store, reloads unfinished tasks into the schedule, and starts polling."""
+        if self._scheduler is not None:
+            return
+        await self.store.open()
+        if self._transport is None:
+            self._transport = GrpcTransport()
+        scheduler = Scheduler(self.clock, self._fire, max_concurrent=self._max_concurrent)
+        self._driver = Driver(
+            clock=self.clock,
+            transport=self._transport,
+            rng=self._rng,
+            policy=self.policy,
+            retry_policy=self.retry_policy,
+            engine_name=ENGINE_NAME,
+            commit=self._commit,
+            schedule=scheduler.schedule,
+        )
+        now = self.clock.now()
+        resumed = await self.store.unfinished()
+        for record in resumed:
+            self._active[record.task_id] = record
+            # Overdue checks (the engine was down) fire at once, in due order.
+            scheduler.schedule(record.task_id, record.next_check_time or now)
+        if resumed:
+            _log.info("resuming %d unfinished tasks from the store", len(resumed))
+        self._scheduler = scheduler
+        scheduler.start()
+
+    async def stop(self) -> None:
+        """Stops polling (calls in flight get `shutdown_grace_s`), then closes the store.
+
+        Stopping is safe at any point: a call cancelled in flight is simply sent again by the
+        next engine started on the same store (same check number, same idempotency key).
+        """
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is None:
+            return
+        await scheduler.stop(grace_s=self._grace_s)
+        self._notifier.close()
+        self._active.clear()
+        self._locks.clear()
+        if self._transport is not None and self._owns_transport:
+            await self._transport.close()
+            self._transport = None
+        await self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- the API -----------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        target: str,
+        *,
+        method: str = DEFAULT_METHOD,
+        payload: Payload = b"",
+        options: TaskOptions | None = None,
+    ) -> str:
+        """Records a new task and schedules its initiating call at once; returns its id.
+
+        Args:
+            target: the plugin's address, "host:port".
+            method: the full method path, "/package.Service/Method" (any unary method that
+                follows the envelope convention).
+            payload: bytes, a protobuf message, or a JSON-like dict (sent as a Struct).
+            options: per-task settings (policies, deadline, identities, metadata).
+
+        Raises:
+            ValueError: the target or method is malformed. TypeError: the payload cannot be
+            encoded. EngineClosed: the engine is not running.
+        """
+        scheduler = self._require_running()
+        if not target or target != target.strip():
+            raise ValueError(f"target must be 'host:port', got {target!r}")
+        parts = method.split("/")
+        if len(parts) != 3 or parts[0] or not parts[1] or not parts[2]:
+            raise ValueError(f"method must be '/package.Service/Method', got {method!r}")
+        data = encode_payload(payload)
+        options = options if options is not None else TaskOptions()
+        policy = options.policy or self.policy
+        deadline_s = options.deadline_s if options.deadline_s is not None else policy.deadline_s
+        task_id = uuid.uuid4().hex
+        now = self.clock.now()
+        record = TaskRecord(
+            task_id=task_id,
+            target=target,
+            method=method,
+            state=TaskState.WAITING,
+            payload=data,
+            idempotency_key=options.idempotency_key or uuid.uuid4().hex,
+            options=options,
+            create_time=now,
+            update_time=now,
+            next_check_time=now,
+            deadline=now + deadline_s if deadline_s is not None else None,
+        )
+        with self.clock.busy():
+            await self.store.create(record)
+        self._active[task_id] = record
+        scheduler.schedule(task_id, now)
+        self._notifier.publish(TaskUpdate(record=record))
+        return task_id
+
+    async def get(self, task_id: str) -> TaskRecord:
+        """The task's current record.
+
+        Raises:
+            TaskNotFound: no task has this id.
+        """
+        record = self._active.get(task_id)
+        if record is None:
+            record = await self.store.get(task_id)
+        if record is None:
+            raise TaskNotFound(task_id)
+        return record
+
+    async def wait(self, task_id: str, *, timeout_s: float | None = None) -> TaskRecord:
+        """Waits until the task is SUCCEEDED, FAILED or CANCELLED and returns its record.
+
+        `timeout_s` is measured on the engine's clock.
+
+        Raises:
+            TaskNotFound: no task has this id. WaitTimeout: the timeout passed first (the task
+            goes on). EngineClosed: the engine is not running, or stopped while waiting.
+        """
+        record = await self.get(task_id)
+        if record.is_terminal:
+            return record
+        self._require_running()
+        self._require_owned(record)
+        return await self._notifier.wait(record, self.clock, timeout_s)
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        """Cancels the task: records it CANCELLED, then tells the plugin.
+
+        The plugin gets one best-effort status check with `cancel_requested = true` (if it has
+        answered RUNNING; otherwise there is no remote work to name) and its answer goes into
+        the check history; the task stays CANCELLED whatever it answers. A call in flight for
+        the task is allowed to finish first (at most the policy's `check_timeout_s`): if it
+        finished the task, that result stands and cancel changes nothing. Cancelling a finished
+        task returns its record unchanged.
+
+        Raises:
+            TaskNotFound: no task has this id. EngineClosed: the engine is not running.
+        """
+        record = await self.get(task_id)
+        if record.is_terminal:
+            return record
+        scheduler = self._require_running()
+        self._require_owned(record)
+        async with self._locked(task_id):
+            with self.clock.busy():
+                current = self._active.get(task_id)
+                if current is None:
+                    return await self.get(task_id)
+                assert self._driver is not None
+                scheduler.unschedule(task_id)
+                return await self._driver.cancel(current)
+
+    async def list(
+        self,
+        *,
+        state: TaskState | Collection[TaskState] | None = None,
+        limit: int | None = 100,
+    ) -> builtins.list[TaskRecord]:
+        """Tasks in the store, newest first, optionally only those in `state` (one or several)."""
+        states = [state] if isinstance(state, TaskState) else state
+        return await self.store.list(states=states, limit=limit)
+
+    async def checks(self, task_id: str) -> builtins.list[CheckRecord]:
+        """The task's check history, oldest first: every call, its outcome, and the schedule.
+
+        Raises:
+            TaskNotFound: no task has this id.
+        """
+        await self.get(task_id)
+        return await self.store.checks(task_id)
+
+    async def invoke(
+        self,
+        target: str,
+        *,
+        method: str = DEFAULT_METHOD,
+        payload: Payload = b"",
+        options: TaskOptions | None = None,
+        timeout_s: float | None = None,
+    ) -> TaskRecord:
+        """Submits a task and waits for its end: `submit` then `wait`."""
+        task_id = await self.submit(target, method=method, payload=payload, options=options)
+        return await self.wait(task_id, timeout_s=timeout_s)
+
+    async def watch(self, task_id: str | None = None) -> AsyncIterator[TaskUpdate]:
+        """Yields each recorded change: for one task (starting with its current record, ending
+        when it is terminal), or for every task when `task_id` is None (until `stop`).
+
+        Raises:
+            TaskNotFound: no task has this id.
+        """
+        queue = self._notifier.subscribe(task_id)
+        try:
+            first = await self.get(task_id) if task_id is not None else None
+            async for update in self._notifier.iterate(first, queue):
+                yield update
+        finally:
+            self._notifier.unsubscribe(task_id, queue)
+
+    def add_listener(self, hook: ChangeHook) -> Callable[[], None]:
+        """Adds an on-change hook; returns a function that removes it."""
+        return self._notifier.add_hook(hook)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _require_running(self) -> Scheduler:
+        if self._scheduler is None:
+            raise EngineClosed("the engine is not running: use 'async with Engine(...)'")
+        return self._scheduler
+
+    def _require_owned(self, record: TaskRecord) -> None:
+        """Unfinished tasks are loaded at start; one that is not was added by another engine."""
+        if record.task_id not in self._active:
+            raise errors.EngineError(
+                f"task {record.task_id} is {record.state.name} in the store but not run by this "
+                "engine (is another engine process using the same store?)"
+            )
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, task_id: str) -> AsyncIterator[None]:
+        """Holds the task's lock (one call in flight per task); forgets it once it is done."""
+        lock = self._locks.get(task_id)
+        if lock is None:
+            lock = self._locks[task_id] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if task_id not in self._active and not lock.locked():
+                self._locks.pop(task_id, None)
+
+    async def _fire(self, task_id: str) -> None:
+        """The scheduler's handler: run the task's due step under its lock."""
+        async with self._locked(task_id):
+            record = self._active.get(task_id)
+            if record is None or self._driver is None:
+                return
+            with self.clock.busy():
+                try:
+                    await self._driver.step(record)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:
+                    # A bug while handling one task fails that task only (logged).
+                    _log.exception("task %s: engine error", task_id)
+                    current = self._active.get(task_id)
+                    if current is not None:
+                        await self._driver.fail_internal(current, err)
+
+    async def _commit(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
+        """Records atomically, then updates the cache and tells listeners."""
+        await self.store.record(record, *checks)
+        if record is None:
+            if checks:
+                current = await self.get(checks[0].task_id)
+                self._notifier.publish(TaskUpdate(record=current, checks=checks))
+            return
+        if record.is_terminal:
+            self._active.pop(record.task_id, None)
+        else:
+            self._active[record.task_id] = record
+        self._notifier.publish(TaskUpdate(record=record, checks=checks))

@@ -1,0 +1,138 @@
+"""The engine's exceptions and the error codes it writes into the envelopes of tasks it fails.
+
+Engine error codes (`Error.code` of a task the engine failed itself; domain
+"engine.asyncplugin.v1"):
+
+| code | when | rpc_code |
+| --- | --- | --- |
+| PROTOCOL_VIOLATION | the answer broke a protocol rule, named in `metadata["rule"]` | INTERNAL |
+| DEADLINE_EXCEEDED | the task's overall deadline passed | DEADLINE_EXCEEDED |
+| MAX_CHECKS_EXCEEDED | still RUNNING after the policy's `max_checks` | ABORTED |
+| UNAVAILABLE | transport retries ran out on UNAVAILABLE (plugin down) | UNAVAILABLE |
+| CHECK_TIMEOUT | transport retries ran out on calls over `check_timeout_s` | DEADLINE_EXCEEDED |
+| MESSAGE_TOO_LARGE | a request or answer exceeded the message size limit | RESOURCE_EXHAUSTED |
+| UNIMPLEMENTED | the plugin does not serve the method (named) | UNIMPLEMENTED |
+| NOT_A_GRPC_ENDPOINT | the target does not speak gRPC (HTTP/1, junk) | UNAVAILABLE |
+| CANCELLED | transport retries ran out on calls the server cancelled unasked | CANCELLED |
+| ENGINE_INTERNAL | a bug in the engine while handling this task (logged) | INTERNAL |
+
+Any other gRPC error a plugin raises fails the task with its google.rpc.Status mapped into the
+envelope (`asyncplugin.protocol.status_to_error`): the plugin's own code when it sent rich
+details, else the gRPC code's name (e.g. "PERMISSION_DENIED") and the status details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import grpc
+
+from asyncplugin.protocol import AsyncPluginError, limits
+from asyncplugin.v1 import error_pb2
+
+__all__ = [
+    "CHECK_TIMEOUT",
+    "DEADLINE_EXCEEDED",
+    "ENGINE_DOMAIN",
+    "ENGINE_INTERNAL",
+    "MAX_CHECKS_EXCEEDED",
+    "MESSAGE_TOO_LARGE",
+    "NOT_A_GRPC_ENDPOINT",
+    "PROTOCOL_VIOLATION",
+    "UNAVAILABLE",
+    "UNIMPLEMENTED",
+    "EngineClosed",
+    "EngineError",
+    "StoreError",
+    "TaskNotFound",
+    "WaitTimeout",
+    "engine_error",
+    "truncate",
+]
+
+ENGINE_DOMAIN: Final = "engine.asyncplugin.v1"
+
+PROTOCOL_VIOLATION: Final = "PROTOCOL_VIOLATION"
+DEADLINE_EXCEEDED: Final = "DEADLINE_EXCEEDED"
+MAX_CHECKS_EXCEEDED: Final = "MAX_CHECKS_EXCEEDED"
+UNAVAILABLE: Final = "UNAVAILABLE"
+CHECK_TIMEOUT: Final = "CHECK_TIMEOUT"
+MESSAGE_TOO_LARGE: Final = "MESSAGE_TOO_LARGE"
+UNIMPLEMENTED: Final = "UNIMPLEMENTED"
+NOT_A_GRPC_ENDPOINT: Final = "NOT_A_GRPC_ENDPOINT"
+ENGINE_INTERNAL: Final = "ENGINE_INTERNAL"
+
+
+class EngineError(AsyncPluginError):
+    """Root of the errors the engine raises to its caller."""
+
+
+class TaskNotFound(EngineError, KeyError):
+    """No task with this id is in the engine's store."""
+
+    grpc_code = grpc.StatusCode.NOT_FOUND
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id {task_id!r}")
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; this error's message is already a sentence.
+        return str(self.args[0])
+
+
+class WaitTimeout(EngineError, TimeoutError):
+    """`Engine.wait` ran out of time before the task finished (the task goes on)."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def __init__(self, task_id: str, timeout_s: float) -> None:
+        super().__init__(f"task {task_id} did not finish within {timeout_s:g} s")
+        self.task_id = task_id
+        self.timeout_s = timeout_s
+
+
+class EngineClosed(EngineError):
+    """The engine is not running (use `async with Engine(...)` or `await engine.start()`)."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class StoreError(EngineError):
+    """The task store cannot be used (for example a schema written by a newer version)."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+def engine_error(
+    code: str,
+    message: str,
+    *,
+    rpc_code: grpc.StatusCode,
+    internal_message: str = "",
+    suggestion: str = "",
+    metadata: Mapping[str, str] | None = None,
+    wrapped_message: str = "",
+) -> error_pb2.Error:
+    """Builds the error envelope of a task the engine fails itself (texts cut to their limits)."""
+    error = error_pb2.Error(
+        message=truncate(message, limits.TEXT_MAX_BYTES),
+        internal_message=truncate(internal_message, limits.DETAIL_MAX_BYTES),
+        suggestion=truncate(suggestion, limits.TEXT_MAX_BYTES),
+        code=code,
+        rpc_code=rpc_code.value[0],
+        domain=ENGINE_DOMAIN,
+        metadata=dict(metadata or {}),
+    )
+    if wrapped_message:
+        error.wrapped_message = truncate(wrapped_message, limits.DETAIL_MAX_BYTES)
+    return error
+
+
+def truncate(text: str, limit_bytes: int) -> str:
+    """Cuts `text` to at most `limit_bytes` UTF-8 bytes, marking the cut with an ellipsis."""
+    data = text.encode("utf-8")
+    if len(data) <= limit_bytes:
+        return text
+    return data[: limit_bytes - 3].decode("utf-8", errors="ignore") + "…"

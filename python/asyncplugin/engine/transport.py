@@ -1,0 +1,345 @@
+"""The engine's one gRPC edge: a generic unary call by method path, bytes in and bytes out.
+
+The engine drives ANY unary method that follows the envelope convention (typed RPCs are
+wire-identical to `PluginService.Invoke`), so it never uses a generated stub: it sends the
+encoded InvokeRequest to a method path and hands the answer's raw bytes to
+`asyncplugin.protocol.decode_response`, which turns garbage into a named ProtocolViolation.
+
+`Transport` is the port the engine calls; `GrpcTransport` is its grpc.aio implementation (one
+channel per target, created lazily in the running loop). `classify_rpc_error` decides, purely
+from the gRPC status, whether a failed call is retried by `TransportRetryPolicy` or fails the
+task, and builds the error envelope for the latter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
+
+import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+from grpc import aio
+
+from asyncplugin.protocol import limits, status_to_error
+from asyncplugin.v1 import error_pb2
+
+from . import errors
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "GrpcTransport",
+    "Metadata",
+    "Transport",
+    "TransportError",
+    "classify_rpc_error",
+]
+
+DEFAULT_METHOD: Final = "/asyncplugin.v1.PluginService/Invoke"
+"""The generic envelope method every plugin may serve."""
+
+Metadata = Sequence[tuple[str, str]]
+
+_log = logging.getLogger(__name__)
+
+_STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
+_NOT_GRPC_MARKERS: Final = ("Trying to connect an http1.x server", "Failed parsing HTTP/2")
+_TOO_LARGE_MARKERS: Final = ("message larger than max",)
+_RETIRED_CHANNEL_GRACE_S: Final = 30.0
+
+
+class TransportError(errors.EngineError):
+    """A call failed at the gRPC level.
+
+    Attributes:
+        code: the gRPC status code (None if the call never got one).
+        retryable: True when `TransportRetryPolicy` should retry the call (UNAVAILABLE, or the
+            call's own timeout); False when the task fails at once.
+        error: the error envelope the task records if it fails on this error.
+    """
+
+    def __init__(
+        self, code: grpc.StatusCode | None, *, retryable: bool, error: error_pb2.Error
+    ) -> None:
+        super().__init__(error.message)
+        self.code = code
+        self.retryable = retryable
+        self.error = error
+
+    @property
+    def code_name(self) -> str:
+        """The gRPC code's name, e.g. "UNAVAILABLE" ("" if there is none)."""
+        return self.code.name if self.code is not None else ""
+
+
+class Transport(Protocol):
+    """The port the engine calls plugins through."""
+
+    async def call(
+        self,
+        target: str,
+        method: str,
+        request: bytes,
+        *,
+        timeout_s: float,
+        metadata: Metadata = (),
+    ) -> bytes:
+        """Sends the encoded request to `method` at `target`; returns the answer's bytes.
+
+        Raises:
+            TransportError: the RPC failed; its `retryable` says whether to retry.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Releases every connection."""
+        ...
+
+
+class GrpcTransport:
+    """`Transport` over grpc.aio: one cached channel per target.
+
+    Args:
+        max_message_bytes: the largest message sent or received (default 4 MiB, the protocol's
+            default); a larger answer fails the task with code "MESSAGE_TOO_LARGE".
+        channel_options: extra grpc channel options.
+        credentials: returns the channel credentials for a target (TLS), or None for plaintext.
+        metadata_provider: returns extra call metadata for a target (for example a bearer token
+            fetched from a secret store); never written to the task store.
+
+    A channel that fails with UNAVAILABLE while not connected is replaced by a fresh one (the
+    old one is closed after in-flight calls finish): grpc's own reconnect backoff (1 s growing
+    to 120 s) would otherwise make the engine's retries fail without trying, long after the
+    plugin is back. The engine's `TransportRetryPolicy` is the one backoff that applies.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int = limits.MESSAGE_MAX_BYTES,
+        channel_options: Sequence[tuple[str, str | int]] = (),
+        credentials: Callable[[str], grpc.ChannelCredentials | None] | None = None,
+        metadata_provider: Callable[[str], Metadata] | None = None,
+    ) -> None:
+        self._options: list[tuple[str, str | int]] = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            *channel_options,
+        ]
+        self._credentials = credentials
+        self._metadata_provider = metadata_provider
+        self._channels: dict[str, aio.Channel] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def call(
+        self,
+        target: str,
+        method: str,
+        request: bytes,
+        *,
+        timeout_s: float,
+        metadata: Metadata = (),
+    ) -> bytes:
+        """Sends raw request bytes to `method` at `target` and returns the raw answer bytes."""
+        channel = self._channel(target)
+        call_metadata = tuple(metadata)
+        if self._metadata_provider is not None:
+            call_metadata += tuple(self._metadata_provider(target))
+        # No serializers: grpc sends and returns bytes as they are.
+        multicallable: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+        try:
+            answer = await multicallable(request, timeout=timeout_s, metadata=call_metadata or None)
+        except aio.AioRpcError as err:
+            code = err.code()
+            if code is grpc.StatusCode.UNAVAILABLE:
+                self._retire_if_disconnected(target, channel)
+            raise classify_rpc_error(
+                code,
+                err.details() or "",
+                _pairs(err.trailing_metadata()),
+                target=target,
+                method=method,
+                timeout_s=timeout_s,
+            ) from err
+        if not isinstance(answer, bytes):  # pragma: no cover - grpc returns bytes here
+            raise TypeError(f"grpc returned {type(answer).__name__}, expected bytes")
+        return answer
+
+    async def close(self) -> None:
+        """Closes every channel (in-flight calls are cancelled)."""
+        channels = list(self._channels.values())
+        self._channels.clear()
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*(channel.close() for channel in channels), return_exceptions=True)
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    def _channel(self, target: str) -> aio.Channel:
+        channel = self._channels.get(target)
+        if channel is None:
+            credentials = self._credentials(target) if self._credentials else None
+            if credentials is None:
+                channel = aio.insecure_channel(target, options=self._options)
+            else:
+                channel = aio.secure_channel(target, credentials, options=self._options)
+            self._channels[target] = channel
+        return channel
+
+    def _retire_if_disconnected(self, target: str, channel: aio.Channel) -> None:
+        if self._channels.get(target) is not channel:
+            return  # another call already replaced it
+        state = channel.get_state(try_to_connect=False)
+        if state is grpc.ChannelConnectivity.READY:
+            return  # the plugin itself answered UNAVAILABLE; the connection is fine
+        del self._channels[target]
+        task = asyncio.get_running_loop().create_task(channel.close(grace=_RETIRED_CHANNEL_GRACE_S))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        _log.debug("replacing the channel to %s (state %s)", target, state.name)
+
+
+def classify_rpc_error(
+    code: grpc.StatusCode,
+    details: str,
+    trailing_metadata: Sequence[tuple[str, str | bytes]],
+    *,
+    target: str,
+    method: str,
+    timeout_s: float | None = None,
+) -> TransportError:
+    """Decides how the engine treats a failed RPC, and builds the envelope if it fails the task.
+
+    Retryable: UNAVAILABLE (unless the peer is plainly not a gRPC server), DEADLINE_EXCEEDED, and
+    CANCELLED without rich details (a server cancels calls arriving as it shuts down).
+    Not retryable, with an engine code: RESOURCE_EXHAUSTED for message size
+    ("MESSAGE_TOO_LARGE"), UNIMPLEMENTED without rich details ("UNIMPLEMENTED", naming the
+    method), a non-gRPC peer ("NOT_A_GRPC_ENDPOINT"). Anything else: the google.rpc.Status from
+    the trailing metadata mapped with `status_to_error`, or else the code's name and details.
+    """
+    rich = _rich_status(code, trailing_metadata)
+    where = f"{method} at {target}"
+    if code is grpc.StatusCode.UNAVAILABLE:
+        if any(marker in details for marker in _NOT_GRPC_MARKERS):
+            return TransportError(
+                code,
+                retryable=False,
+                error=errors.engine_error(
+                    errors.NOT_A_GRPC_ENDPOINT,
+                    f"{target} is not a gRPC server (it does not speak HTTP/2 gRPC)",
+                    rpc_code=code,
+                    internal_message=details,
+                    suggestion="Check the target address and port of the plugin.",
+                    metadata={"target": target},
+                ),
+            )
+        error = (
+            status_to_error(rich)
+            if rich is not None
+            else errors.engine_error(
+                errors.UNAVAILABLE,
+                f"the plugin at {target} is unavailable",
+                rpc_code=code,
+                internal_message=details,
+                suggestion="Check that the plugin is running and reachable.",
+                metadata={"target": target},
+            )
+        )
+        return TransportError(code, retryable=True, error=error)
+    if code is grpc.StatusCode.CANCELLED and rich is None:
+        # The engine never cancels a call it still awaits (stopping cancels the awaiting task,
+        # not the RPC's outcome), so this CANCELLED came from the server: grpc servers cancel
+        # calls that arrive just as a graceful shutdown starts (a plugin restarting) or that
+        # overflow their pending queue. Nothing was answered; retrying is safe for a status
+        # check and, with the same idempotency key, for an initiation.
+        return TransportError(
+            code,
+            retryable=True,
+            error=errors.engine_error(
+                code.name,
+                f"the plugin at {target} cancelled the call to {method} without answering",
+                rpc_code=code,
+                internal_message=details,
+                suggestion="The plugin may be shutting down or overloaded.",
+                metadata={"target": target, "method": method},
+            ),
+        )
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        limit = f" within {timeout_s:g} s" if timeout_s is not None else ""
+        return TransportError(
+            code,
+            retryable=True,
+            error=errors.engine_error(
+                errors.CHECK_TIMEOUT,
+                f"the call to {where} did not answer{limit}",
+                rpc_code=code,
+                internal_message=details,
+                suggestion="A status check should answer quickly; raise check_timeout_s "
+                "if the plugin needs longer.",
+                metadata={"target": target, "method": method},
+            ),
+        )
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and any(
+        marker in details for marker in _TOO_LARGE_MARKERS
+    ):
+        return TransportError(
+            code,
+            retryable=False,
+            error=errors.engine_error(
+                errors.MESSAGE_TOO_LARGE,
+                f"a message of the call to {where} exceeds the gRPC size limit",
+                rpc_code=code,
+                internal_message=details,
+                suggestion="Keep payloads and answers under the message size limit "
+                f"({limits.MESSAGE_MAX_BYTES} bytes by default) or pass a reference instead.",
+                metadata={"target": target, "method": method},
+            ),
+        )
+    if code is grpc.StatusCode.UNIMPLEMENTED and rich is None:
+        return TransportError(
+            code,
+            retryable=False,
+            error=errors.engine_error(
+                errors.UNIMPLEMENTED,
+                f"the plugin at {target} does not implement {method}",
+                rpc_code=code,
+                internal_message=details,
+                suggestion="Check the method path: /package.Service/Method.",
+                metadata={"target": target, "method": method},
+            ),
+        )
+    if rich is not None:
+        return TransportError(code, retryable=False, error=status_to_error(rich))
+    return TransportError(
+        code,
+        retryable=False,
+        error=errors.engine_error(
+            code.name,
+            details or f"the call to {where} failed with {code.name}",
+            rpc_code=code,
+            metadata={"target": target, "method": method},
+        ),
+    )
+
+
+def _pairs(metadata: object) -> list[tuple[str, str | bytes]]:
+    """grpc's trailing metadata (a Metadata object, tuple pairs, or None) as a list of pairs."""
+    if metadata is None:
+        return []
+    return [(str(key), value) for key, value in metadata]  # type: ignore[attr-defined]
+
+
+def _rich_status(
+    code: grpc.StatusCode, trailing_metadata: Sequence[tuple[str, str | bytes]]
+) -> status_pb2.Status | None:
+    """The google.rpc.Status in the trailers, if present and consistent with the call's code."""
+    for key, value in trailing_metadata:
+        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:  # a malformed detail is ignored
+            return None
+        return status if status.code == code.value[0] else None
+    return None
