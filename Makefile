@@ -86,7 +86,7 @@ node-test: node/node_modules/.installed ## Build the Node.js side and run its te
 test: lint check-generated node-test pytest ## Bootstrap, lint, check bindings, run all tests.
 
 demo: $(BIN)/.installed ## Run the main job: a full async conversation through the engine.
-	$(PY) server/protocol_tour.py
+	$(BIN)/asyncplugin demo
 
 clean: ## Remove the virtual environment and caches.
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node/node_modules node/dist

@@ -1,8 +1,10 @@
 """An asynchronous plugin on the generic envelope (PluginService/Invoke) with a dict payload.
 
-Input: {"duration_s": 30, "fail": false} (both optional). The first call starts a simulated
-remote job and answers RUNNING; status checks report progress until the job ends with
-{"job_id": ..., "duration_s": ...} or FAILED. The engine demo drives this one.
+Input: {"duration_s": 30, "fail": false, "hint": true} (all optional; "hint": false leaves the
+check-after hint out of RUNNING answers, so the engine's own backoff alone sets the pace). The
+first call starts a simulated remote job and answers RUNNING; status checks report progress
+until the job ends with {"job_id": ..., "duration_s": ...} or FAILED. The engine demo drives
+this one.
 
     asyncplugin serve server.slow_job:SlowJob --port 50051
 """
@@ -47,7 +49,7 @@ class SlowJob(AsyncPlugin[Payload, Payload]):
             fail=None if fail is None else bool(fail),
         )
         first_check_s = self.remote.job_duration_s if duration_s is None else float(duration_s)
-        return _running(job_id, 0.0, first_check_s)
+        return _running(job_id, 0.0, first_check_s if _wants_hint(request) else None)
 
     async def check_status(self, request: Request[Payload]) -> Response[Payload]:
         """Polls the job: RUNNING with progress, the result, or FAILED."""
@@ -69,7 +71,7 @@ class SlowJob(AsyncPlugin[Payload, Payload]):
                 error=job.error,
             )
         if job.state == "running":
-            return _running(job_id, job.fraction, job.remaining_s)
+            return _running(job_id, job.fraction, job.remaining_s if _wants_hint(request) else None)
         duration_s = request.data.get("duration_s", self.remote.job_duration_s)
         return Response(data={"job_id": job_id, "duration_s": duration_s})
 
@@ -81,7 +83,11 @@ class SlowJob(AsyncPlugin[Payload, Payload]):
         return Response(status=Task(state=TaskState.CANCELLED))
 
 
-def _running(job_id: str, fraction: float, check_after_s: float) -> Response[Payload]:
+def _wants_hint(request: Request[Payload]) -> bool:
+    return request.data.get("hint", True) is not False
+
+
+def _running(job_id: str, fraction: float, check_after_s: float | None) -> Response[Payload]:
     return Response(
         status=Task(
             state=TaskState.RUNNING,

@@ -7,6 +7,20 @@ growing intervals until the plugin answers with data or an error.
 
 from __future__ import annotations
 
+from .engine import (
+    CheckRecord,
+    Engine,
+    FakeClock,
+    MemoryStore,
+    PollingPolicy,
+    SqliteStore,
+    SyncEngine,
+    TaskNotFound,
+    TaskOptions,
+    TaskRecord,
+    TransportRetryPolicy,
+    WaitTimeout,
+)
 from .plugin import AsyncPlugin, BindError, PluginServer, serve, serve_in_process
 from .protocol import (
     AsyncPluginError,
@@ -26,15 +40,27 @@ __all__ = [
     "AsyncPlugin",
     "AsyncPluginError",
     "BindError",
+    "CheckRecord",
+    "Engine",
+    "FakeClock",
+    "MemoryStore",
     "PluginError",
     "PluginServer",
+    "PollingPolicy",
     "Progress",
     "ProtocolViolation",
     "Request",
     "RequestContext",
     "Response",
+    "SqliteStore",
+    "SyncEngine",
     "Task",
+    "TaskNotFound",
+    "TaskOptions",
+    "TaskRecord",
     "TaskState",
+    "TransportRetryPolicy",
+    "WaitTimeout",
     "__version__",
     "serve",
     "serve_in_process",

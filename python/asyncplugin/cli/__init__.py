@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 from asyncplugin.protocol import AsyncPluginError
 
+from .errors import UsageError
+
+__all__ = ["UsageError", "build_parser", "main"]
+
 _SUBCOMMANDS = ("serve", "invoke", "tasks", "demo", "conformance")
-
-
-class UsageError(AsyncPluginError):
-    """A command-line mistake the user can fix; printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

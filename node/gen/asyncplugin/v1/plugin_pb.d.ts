@@ -79,11 +79,13 @@
 // base64); the wire format is binary protobuf.
 //
 // Engine behaviour a plugin can rely on:
-//   - gRPC errors. A status check that fails with UNAVAILABLE, or exceeds the engine's per-check
-//     timeout (DEADLINE_EXCEEDED), is retried with its own backoff and is not a plugin failure.
-//     Any other gRPC error fails the task with the google.rpc.Status mapped into an Error as
-//     described in error.proto. An initiating call is retried on UNAVAILABLE only when the
-//     engine knows the request never reached the plugin, or with the same idempotency key.
+//   - gRPC errors. A call that fails with UNAVAILABLE, or exceeds the engine's per-check timeout
+//     (DEADLINE_EXCEEDED), is retried with its own backoff and is not a plugin failure; so is a
+//     CANCELLED the engine did not ask for and that carries no rich error details (a server
+//     refuses calls that way while it shuts down gracefully). Any other gRPC error fails the
+//     task with the google.rpc.Status mapped into an Error as described in error.proto. A
+//     retried initiating call carries the same idempotency key, so a plugin can drop a
+//     duplicate start.
 //   - Authentication: an engine sends a per-plugin bearer token, if configured, as call metadata
 //     `authorization: Bearer <token>`.
 //   - Message size: engines and plugins accept messages of up to 4 MiB by default; larger
