@@ -42,3 +42,26 @@ def slow_job_target() -> Iterator[str]:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def transcriber_target() -> Iterator[str]:
+    """The typed Transcriber example served in a subprocess (1 s jobs); yields host:port."""
+    env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "ASYNCPLUGIN_FAKE_JOB_S": "0.3"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asyncplugin.cli", "serve", "server.transcriber:Transcriber"]
+        + ["--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("serving "), line
+    try:
+        yield line.rsplit(" ", 1)[-1].strip()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)

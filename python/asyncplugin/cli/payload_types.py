@@ -38,7 +38,8 @@ class PayloadTypes:
             return json_format.ParseDict(value, self.input_type()).SerializeToString()
         except json_format.ParseError as err:
             name = self.input_type.DESCRIPTOR.full_name
-            raise ValueError(f"--data is not a valid {name}: {err}") from err
+            detail = " ".join(str(err).split())
+            raise ValueError(f"--data is not a valid {name}: {detail}") from err
 
     def decode(self, data: bytes) -> Any:
         """Decodes result bytes into JSON-like Python values."""
@@ -74,7 +75,8 @@ def resolve(
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout_s)
         pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
-        found = pool.FindMethodByName(f"{service}.{name}")
+        # FindMethodByName does not consult the reflection database; the service lookup does.
+        found = pool.FindServiceByName(service).methods_by_name[name]
     except (grpc.FutureTimeoutError, grpc.RpcError, KeyError):
         return GENERIC
     finally:
