@@ -17,7 +17,9 @@ def test_top_level_exports_are_pinned() -> None:
     assert set(asyncplugin.__all__) == {
         "AsyncPlugin",
         "AsyncPluginError",
+        "BearerTokens",
         "BindError",
+        "ChannelSecurity",
         "CheckRecord",
         "Engine",
         "FakeClock",

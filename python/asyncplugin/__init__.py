@@ -8,6 +8,8 @@ growing intervals until the plugin answers with data or an error.
 from __future__ import annotations
 
 from .engine import (
+    BearerTokens,
+    ChannelSecurity,
     CheckRecord,
     Engine,
     FakeClock,
@@ -39,7 +41,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncPlugin",
     "AsyncPluginError",
+    "BearerTokens",
     "BindError",
+    "ChannelSecurity",
     "CheckRecord",
     "Engine",
     "FakeClock",

@@ -42,7 +42,6 @@ def _record(task_id: str = "t1", *, create_time: float = 100.0, **changes: objec
             plugin_id="transcriber",
             plugin_instance_id="eu-1",
             metadata=(("x-team", "a"),),
-            bearer_token="secret",
         ),
         create_time=create_time,
         update_time=create_time,
@@ -206,3 +205,24 @@ async def test_sqlite_unopened_store_says_so(tmp_path: Path) -> None:
     """Using a store before open() raises StoreError, not an AttributeError."""
     with pytest.raises(StoreError, match="not open"):
         await SqliteStore(tmp_path / "t.db").get("x")
+
+
+async def test_sqlite_never_writes_the_bearer_token(tmp_path: Path) -> None:
+    """A task's bearer token stays in memory: the SQLite file never holds it."""
+    path = tmp_path / "t.db"
+    store = SqliteStore(path)
+    await store.open()
+    secret = "tok-" + "s3cr3t" * 4
+    record = _record(options=TaskOptions(bearer_token=secret, metadata=(("x-team", "a"),)))
+    await store.create(record)
+    loaded = await store.get(record.task_id)
+    await store.close()
+    assert loaded is not None
+    assert loaded.options.bearer_token is None
+    assert loaded.options.metadata == (("x-team", "a"),)
+    assert secret not in repr(record)
+    assert _files_containing(tmp_path, secret.encode()) == []
+
+
+def _files_containing(folder: Path, needle: bytes) -> list[str]:
+    return [file.name for file in folder.iterdir() if needle in file.read_bytes()]

@@ -105,6 +105,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "AsyncPlugin",
         "BindError",
         "CallResult",
+        "InsecureBindError",
         "PluginClient",
         "PluginServer",
         "Reply",

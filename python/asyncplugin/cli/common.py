@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from asyncplugin.engine import PollingPolicy, SqliteStore
+from asyncplugin.engine.credentials import BearerTokens, ChannelSecurity, is_loopback_target
+from asyncplugin.plugin.auth import read_token_file, validate_token
 
 from .errors import UsageError
+
+TOKEN_ENV = "ASYNCPLUGIN_TOKEN"
+"""The environment variable a bearer token may be given in (instead of --token-file)."""
 
 DEFAULT_STORE = "asyncplugin.sqlite3"
 """The SQLite file `invoke` records into and `tasks` reads, unless --store or $ASYNCPLUGIN_STORE."""
@@ -84,37 +91,148 @@ def parse_json_data(text: str) -> Any:
 
 
 def add_channel_options(parser: argparse.ArgumentParser) -> None:
-    """TLS and token options for calling a plugin."""
-    group = parser.add_argument_group("connection")
+    """TLS, token and connection options for calling a plugin.
+
+    There is no --token VALUE: a command line is visible to every user of the machine (`ps`);
+    a token comes from a file (mode 0600) or from $ASYNCPLUGIN_TOKEN instead.
+    """
+    group = parser.add_argument_group("connection and security")
     group.add_argument("--tls-ca", metavar="FILE", help="verify the plugin's certificate with it")
-    group.add_argument("--token", metavar="TOKEN", help="bearer token sent to the plugin")
+    group.add_argument("--tls-cert", metavar="FILE", help="client certificate (mutual TLS)")
+    group.add_argument("--tls-key", metavar="FILE", help="client private key (mutual TLS)")
+    group.add_argument(
+        "--tls-server-name", metavar="NAME", help="name to verify the certificate against"
+    )
+    group.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"bearer token sent to the plugin (one line); default ${TOKEN_ENV} if set",
+    )
+    group.add_argument("--token", help=argparse.SUPPRESS)
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plaintext to a non-loopback target",
+    )
     group.add_argument(
         "--connect-timeout", type=float, default=5.0, metavar="S", help="(default %(default)s)"
     )
 
 
-def channel_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    """TLS credentials from --tls-ca, or None for plaintext."""
-    if not args.tls_ca:
-        return None
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How to reach one plugin, from the command line: TLS settings and the bearer token."""
+
+    target: str
+    security: ChannelSecurity | None
+    token: str | None = field(repr=False)
+    allow_insecure: bool
+
+    def metadata_provider(self) -> BearerTokens | None:
+        """The engine transport's token provider (the token is never stored with the task)."""
+        return BearerTokens({self.target: self.token}) if self.token else None
+
+    def channel_options(self) -> list[tuple[str, str]]:
+        """Channel options for blocking channels (the server name override)."""
+        return self.security.channel_options() if self.security is not None else []
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """Credentials for blocking channels (reachability, reflection), the token included.
+
+        On plaintext loopback the token rides on local credentials (gRPC sends call
+        credentials only over a protected or local connection); on plaintext to another host
+        (--insecure) it is not sent with reflection.
+        """
+        if self.security is not None:
+            base = self.security.channel_credentials()
+        elif self.token and is_loopback_target(self.target):
+            base = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        else:
+            return None
+        if not self.token:
+            return base
+        return grpc.composite_channel_credentials(
+            base, grpc.access_token_call_credentials(self.token)
+        )
+
+
+def connection(args: argparse.Namespace) -> Connection:
+    """The Connection the command line asks for.
+
+    Raises:
+        UsageError: a file cannot be read, options do not go together, --token was given, or
+            plaintext to a non-loopback target without --insecure.
+    """
+    if args.token is not None:
+        raise UsageError(
+            "--token is not accepted: a command line is visible to other users (ps); "
+            f"put the token in a file (chmod 600) and pass --token-file, or set ${TOKEN_ENV}"
+        )
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    tls_asked = any(
+        value is not None
+        for value in (args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    )
     try:
-        return grpc.ssl_channel_credentials(root_certificates=Path(args.tls_ca).read_bytes())
-    except OSError as err:
-        raise UsageError(f"--tls-ca {args.tls_ca}: {err.strerror}") from err
+        security = (
+            ChannelSecurity.from_files(
+                ca_file=args.tls_ca,
+                client_cert=args.tls_cert,
+                client_key=args.tls_key,
+                server_name=args.tls_server_name,
+            )
+            if tls_asked
+            else None
+        )
+        token = _token(args.token_file)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    if security is None and not args.insecure and not is_loopback_target(args.target):
+        raise UsageError(
+            f"refusing to call {args.target} without TLS: it is not a loopback address; "
+            "give --tls-ca (and --tls-cert/--tls-key for mutual TLS), or --insecure"
+        )
+    return Connection(args.target, security, token, args.insecure)
+
+
+def _token(token_file: str | None) -> str | None:
+    if token_file is not None:
+        return read_token_file(Path(token_file))[0]
+    from_env = os.environ.get(TOKEN_ENV, "").strip()
+    return validate_token(from_env, source=f"${TOKEN_ENV}") if from_env else None
+
+
+def channel_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """Credentials for blocking channels from the command line (TLS and token), or None."""
+    return connection(args).credentials()
 
 
 def check_reachable(
-    target: str, credentials: grpc.ChannelCredentials | None, timeout_s: float
+    target: str,
+    credentials: grpc.ChannelCredentials | None,
+    timeout_s: float,
+    *,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> None:
-    """Fails with a one-line UsageError when nothing answers at `target` within the timeout."""
+    """Fails with a one-line UsageError when nothing answers at `target` within the timeout
+    (with TLS, also when the handshake fails: an untrusted or misnamed certificate)."""
     channel = (
-        grpc.secure_channel(target, credentials)
+        grpc.secure_channel(target, credentials, options=options)
         if credentials is not None
-        else grpc.insecure_channel(target)
+        else grpc.insecure_channel(target, options=options)
     )
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout_s)
     except grpc.FutureTimeoutError:
-        raise UsageError(f"cannot reach a gRPC server at {target} within {timeout_s:g}s") from None
+        hint = (
+            " (or the TLS handshake failed: check --tls-ca, --tls-server-name and, for mutual "
+            "TLS, --tls-cert/--tls-key)"
+            if credentials is not None
+            else ""
+        )
+        raise UsageError(
+            f"cannot reach a gRPC server at {target} within {timeout_s:g}s{hint}"
+        ) from None
     finally:
         channel.close()

@@ -3,6 +3,11 @@
 The task is recorded in the SQLite store (see `--store`), so `asyncplugin tasks` can show it
 later. With --watch, a live table shows the state, checks done, the next check, and the plugin's
 progress and message; at the end a table lists every check with the interval chosen and why.
+
+TLS: --tls-ca (and --tls-cert/--tls-key for mutual TLS, --tls-server-name to verify another
+name). A bearer token comes from --token-file or $ASYNCPLUGIN_TOKEN; it is sent on every call
+but never written to the task store (a task resumed later by another engine needs it again).
+Plaintext is refused to a non-loopback target unless --insecure.
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ from asyncplugin.engine import (
 from asyncplugin.protocol import TaskState
 
 from .common import (
+    Connection,
     add_channel_options,
     add_policy_options,
     add_store_option,
-    channel_credentials,
     check_reachable,
+    connection,
     open_store,
     parse_json_data,
     policy_from_args,
@@ -68,16 +74,20 @@ def run(args: argparse.Namespace) -> int:
     """Handler: returns 0 when the task SUCCEEDED, 1 otherwise."""
     data = parse_json_data(args.data)
     policy = policy_from_args(args)
-    credentials = channel_credentials(args)
-    check_reachable(args.target, credentials, args.connect_timeout)
-    types = resolve(args.target, args.method, credentials=credentials)
+    link = connection(args)
+    credentials = link.credentials()
+    check_reachable(args.target, credentials, args.connect_timeout, options=link.channel_options())
+    types = resolve(
+        args.target, args.method, credentials=credentials, options=link.channel_options()
+    )
     try:
         payload = types.encode(data)
     except ValueError as err:
         raise UsageError(str(err)) from err
-    options = TaskOptions(policy=policy, plugin_id=args.plugin_id, bearer_token=args.token)
+    # The token goes to the transport, not into TaskOptions: options are stored with the task.
+    options = TaskOptions(policy=policy, plugin_id=args.plugin_id)
     console = Console() if sys.stdout.isatty() else Console(width=120)
-    record = asyncio.run(_invoke(args, payload, options, console, credentials))
+    record = asyncio.run(_invoke(args, payload, options, console, link))
     _print_result(console, record, types)
     return 0 if record.state is TaskState.SUCCEEDED else 1
 
@@ -87,10 +97,14 @@ async def _invoke(
     payload: bytes,
     options: TaskOptions,
     console: Console,
-    credentials: Any,
+    link: Connection,
 ) -> TaskRecord:
     clock = SystemClock()
-    transport = GrpcTransport(credentials=(lambda _target: credentials) if credentials else None)
+    transport = GrpcTransport(
+        security={link.target: link.security} if link.security is not None else None,
+        metadata_provider=link.metadata_provider(),
+        allow_insecure=link.allow_insecure,
+    )
     engine = Engine(
         store=open_store(args.store, must_exist=False), clock=clock, transport=transport
     )

@@ -8,6 +8,7 @@ JSON objects carried as google.protobuf.Struct.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,7 @@ def resolve(
     *,
     timeout_s: float = 5.0,
     credentials: grpc.ChannelCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> PayloadTypes:
     """Asks the server at `target` (reflection) for the payload types of `method`.
 
@@ -68,9 +70,9 @@ def resolve(
     """
     service, _, name = method.strip("/").rpartition("/")
     channel = (
-        grpc.secure_channel(target, credentials)
+        grpc.secure_channel(target, credentials, options=list(options))
         if credentials is not None
-        else grpc.insecure_channel(target)
+        else grpc.insecure_channel(target, options=list(options))
     )
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout_s)

@@ -3,6 +3,12 @@
 MODULE is imported with the current directory on sys.path (as uvicorn does), so
 `asyncplugin serve server.transcriber:Transcriber` works from the repository root. The first
 line on stdout is "serving NAME on HOST:PORT", so scripts can read the port chosen by --port 0.
+
+Security: --tls-cert/--tls-key serve TLS, --tls-client-ca adds mutual TLS, and --token-file (or
+$ASYNCPLUGIN_TOKEN) makes every call but health checks carry `authorization: Bearer <token>`.
+There is deliberately no --token VALUE option: a command line is visible to every user of the
+machine (`ps`), a file with mode 0600 or the environment (readable only by the same user) is
+not. Without TLS only a loopback --host is accepted unless --insecure is given.
 """
 
 from __future__ import annotations
@@ -18,7 +24,11 @@ from typing import Any
 
 from asyncplugin.cli import UsageError
 from asyncplugin.plugin import DEFAULT_GRACE_S, AsyncPlugin, PluginServer, serve
+from asyncplugin.plugin.auth import is_loopback_host, read_token_file, validate_token
 from asyncplugin.protocol import limits
+
+TOKEN_ENV = "ASYNCPLUGIN_TOKEN"
+"""The environment variable a bearer token may be given in (instead of --token-file)."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,8 +51,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="largest message received or sent [%(default)s]",
     )
-    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate chain")
-    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key")
+    security = parser.add_argument_group("security")
+    security.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate chain")
+    security.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key")
+    security.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="FILE",
+        help="PEM CA: require client certificates signed by it (mutual TLS)",
+    )
+    security.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help=f"require a bearer token on every call: one token per line (several allow "
+        f"rotation); default ${TOKEN_ENV} if set",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow serving without TLS on a non-loopback --host",
+    )
     parser.add_argument(
         "--grace-s",
         type=float,
@@ -62,14 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be within 0..65535, got {args.port}")
     if args.max_message_bytes <= 0:
         raise UsageError(f"--max-message-bytes must be positive, got {args.max_message_bytes}")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise UsageError("--tls-cert and --tls-key go together")
-    tls: dict[str, Any] = {}
-    if args.tls_cert is not None:
-        tls = {
-            "tls_cert_chain": _read(args.tls_cert, "--tls-cert"),
-            "tls_private_key": _read(args.tls_key, "--tls-key"),
-        }
+    security = security_options(args)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -84,10 +106,70 @@ def run(args: argparse.Namespace) -> int:
             port=args.port,
             max_message_bytes=args.max_message_bytes,
             debug=args.debug,
-            **tls,
+            **security,
         )
     )
     return 0
+
+
+def security_options(args: argparse.Namespace) -> dict[str, Any]:
+    """PluginServer's security keyword arguments from the command line (files read here).
+
+    Raises:
+        UsageError: options that do not go together, an unreadable file, a bad token, or
+            plaintext on a non-loopback --host without --insecure.
+    """
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        raise UsageError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    if args.tls_cert is None and not args.insecure and not is_loopback_host(args.host):
+        raise UsageError(
+            f"refusing to serve plaintext on {args.host}: it is not a loopback address; "
+            "give --tls-cert and --tls-key, or --insecure to serve without TLS on a trusted "
+            "network"
+        )
+    if args.tls_cert is None and not is_loopback_host(args.host):
+        print(
+            f"asyncplugin serve: warning: serving plaintext on {args.host} (--insecure): "
+            "payloads and tokens cross the network unencrypted",
+            file=sys.stderr,
+        )
+    options: dict[str, Any] = {"allow_insecure": args.insecure}
+    if args.tls_cert is not None:
+        options["tls_cert_chain"] = _read(args.tls_cert, "--tls-cert")
+        options["tls_private_key"] = _read(args.tls_key, "--tls-key")
+    if args.tls_client_ca is not None:
+        options["tls_client_ca"] = _read(args.tls_client_ca, "--tls-client-ca")
+    options["auth_tokens"] = _tokens(args.token_file)
+    return options
+
+
+def _tokens(token_file: Path | None) -> tuple[str, ...]:
+    """Tokens from --token-file, else from $ASYNCPLUGIN_TOKEN, else none."""
+    try:
+        if token_file is not None:
+            _warn_if_shared(token_file)
+            return read_token_file(token_file, many=True)
+        from_env = os.environ.get(TOKEN_ENV, "").strip()
+        if from_env:
+            return (validate_token(from_env, source=f"${TOKEN_ENV}"),)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    return ()
+
+
+def _warn_if_shared(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # reading it reports the problem
+    if mode & 0o077:
+        print(
+            f"asyncplugin serve: warning: token file {path} is readable by other users "
+            f"(mode {mode & 0o777:o}); chmod 600 it",
+            file=sys.stderr,
+        )
 
 
 def _announce(server: PluginServer) -> None:

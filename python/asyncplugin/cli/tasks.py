@@ -1,7 +1,8 @@
 """`asyncplugin tasks list|show ID`: read tasks and their check history from the store.
 
 `remote_status_input` is the plugin's continuation state and may hold identifiers a user should
-not see in passing: `show` prints it only with --show-remote-input.
+not see in passing: `show` prints it only with --show-remote-input. Secrets are never printed:
+a stored bearer token shows as "(stored, redacted)" and call metadata by its keys only.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ def _details(record: TaskRecord, *, show_remote_input: bool) -> Table:
     table.add_row("checks", str(record.check_count))
     table.add_row("next check", timestamp(record.next_check_time))
     table.add_row("idempotency key", record.idempotency_key)
+    for label, value in _option_rows(record):
+        table.add_row(label, value)
     task = record.task
     if task is not None:
         table.add_row("status message", task.status_message)
@@ -114,3 +117,18 @@ def _details(record: TaskRecord, *, show_remote_input: bool) -> Table:
     if record.result is not None:
         table.add_row("result", f"{len(record.result)} bytes")
     return table
+
+
+def _option_rows(record: TaskRecord) -> list[tuple[str, str]]:
+    """The task's identities and call metadata, with every metadata value and token redacted
+    (metadata may carry credentials under any key, so no value is shown)."""
+    options = record.options
+    rows: list[tuple[str, str]] = []
+    if options.plugin_id or options.plugin_instance_id:
+        rows.append(("plugin", f"{options.plugin_id or '-'} / {options.plugin_instance_id or '-'}"))
+    if options.metadata:
+        keys = ", ".join(f"{key}=<redacted>" for key, _ in options.metadata)
+        rows.append(("call metadata", keys))
+    if options.bearer_token:
+        rows.append(("bearer token", "(stored, redacted)"))
+    return rows

@@ -10,6 +10,7 @@ and `store` (the truth). The engine never imports the plugin SDK: the two sides 
 from __future__ import annotations
 
 from .clock import Clock, FakeClock, SystemClock
+from .credentials import BearerTokens, ChannelSecurity
 from .engine import ENGINE_NAME, Engine, Payload
 from .errors import EngineClosed, EngineError, StoreError, TaskNotFound, WaitTimeout
 from .policy import PollingPolicy, TransportRetryPolicy, next_interval, retry_delay
@@ -21,7 +22,9 @@ from .transport import DEFAULT_METHOD, GrpcTransport, Transport, TransportError
 __all__ = [
     "DEFAULT_METHOD",
     "ENGINE_NAME",
+    "BearerTokens",
     "CallKind",
+    "ChannelSecurity",
     "CheckOutcome",
     "CheckRecord",
     "Clock",

@@ -14,6 +14,9 @@ Engine error codes (`Error.code` of a task the engine failed itself; domain
 | UNIMPLEMENTED | the plugin does not serve the method (named) | UNIMPLEMENTED |
 | NOT_A_GRPC_ENDPOINT | the target does not speak gRPC (HTTP/1, junk) | UNAVAILABLE |
 | CANCELLED | transport retries ran out on calls the server cancelled unasked | CANCELLED |
+| INSECURE_TARGET | plaintext to a non-loopback target, not allowed | FAILED_PRECONDITION |
+| TLS_HANDSHAKE_FAILED | the plugin's certificate is untrusted or for another name | UNAVAILABLE |
+| UNAUTHENTICATED | the plugin refused the engine's bearer token (not retried) | UNAUTHENTICATED |
 | ENGINE_INTERNAL | a bug in the engine while handling this task (logged) | INTERNAL |
 
 Any other gRPC error a plugin raises fails the task with its google.rpc.Status mapped into the

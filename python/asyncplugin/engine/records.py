@@ -41,10 +41,11 @@ class TaskOptions:
         plugin_instance_id: the plugin deployment called (sent in RequestContext).
         idempotency_key: overrides the generated key (one per task, same on every call).
         metadata: extra gRPC call metadata, as (key, value) pairs.
-        bearer_token: sent as `authorization: Bearer <token>` on every call.
-    Both `metadata` and `bearer_token` are written to the store so a restarted engine can keep
-    polling; for secrets that must not be stored, give the Engine's transport a
-    `metadata_provider` instead.
+        bearer_token: sent as `authorization: Bearer <token>` on every call of this engine run.
+    `metadata` is written to the store; `bearer_token` is NOT (secrets never reach the task
+    store), so a task resumed by a restarted engine calls without it and fails UNAUTHENTICATED
+    unless the transport supplies tokens: prefer `GrpcTransport(metadata_provider=
+    BearerTokens({target: token}))`, which survives restarts without storing anything.
     """
 
     policy: PollingPolicy | None = None
@@ -53,8 +54,8 @@ class TaskOptions:
     plugin_id: str = ""
     plugin_instance_id: str = ""
     idempotency_key: str | None = None
-    metadata: tuple[tuple[str, str], ...] = ()
-    bearer_token: str | None = None
+    metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    bearer_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.deadline_s is not None and not self.deadline_s > 0:
@@ -81,14 +82,13 @@ class TaskOptions:
                 "plugin_instance_id": self.plugin_instance_id,
                 "idempotency_key": self.idempotency_key,
                 "metadata": [list(pair) for pair in self.metadata],
-                "bearer_token": self.bearer_token,
             },
             sort_keys=True,
         )
 
     @classmethod
     def from_json(cls, text: str) -> TaskOptions:
-        """Decodes options written by `to_json`."""
+        """Decodes options written by `to_json` (a token stored by an older version is read)."""
         data: dict[str, Any] = json.loads(text)
         policy = data.get("policy")
         retry = data.get("retry_policy")

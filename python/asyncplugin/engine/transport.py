@@ -9,13 +9,20 @@ encoded InvokeRequest to a method path and hands the answer's raw bytes to
 channel per target, created lazily in the running loop). `classify_rpc_error` decides, purely
 from the gRPC status, whether a failed call is retried by `TransportRetryPolicy` or fails the
 task, and builds the error envelope for the latter.
+
+Security: TLS per target (`ChannelSecurity`, see `credentials.py`), bearer tokens through a
+`metadata_provider` (never stored), and plaintext only to loopback targets unless
+`allow_insecure=True`: a plaintext call to any other target fails with INSECURE_TARGET before a
+connection is opened. A failed TLS handshake (untrusted certificate, wrong name, a plaintext
+server) fails the task with TLS_HANDSHAKE_FAILED instead of being retried: it is configuration,
+not a passing fault. UNAUTHENTICATED fails the task at once too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Protocol
 
 import grpc
@@ -27,14 +34,20 @@ from asyncplugin.protocol import limits, status_to_error
 from asyncplugin.v1 import error_pb2
 
 from . import errors
+from .credentials import ChannelSecurity, is_loopback_target
 
 __all__ = [
     "DEFAULT_METHOD",
+    "INSECURE_TARGET",
+    "TLS_HANDSHAKE_FAILED",
+    "UNAUTHENTICATED",
     "GrpcTransport",
     "Metadata",
+    "SecurityConfig",
     "Transport",
     "TransportError",
     "classify_rpc_error",
+    "require_secure_target",
 ]
 
 DEFAULT_METHOD: Final = "/asyncplugin.v1.PluginService/Invoke"
@@ -42,11 +55,29 @@ DEFAULT_METHOD: Final = "/asyncplugin.v1.PluginService/Invoke"
 
 Metadata = Sequence[tuple[str, str]]
 
+SecurityConfig = (
+    ChannelSecurity | Mapping[str, ChannelSecurity] | Callable[[str], ChannelSecurity | None]
+)
+"""TLS for every target (one ChannelSecurity), per target (a mapping; targets not in it use
+plaintext), or computed (a callable returning None for plaintext)."""
+
+INSECURE_TARGET: Final = "INSECURE_TARGET"
+"""Engine error code: plaintext to a non-loopback target without `allow_insecure`."""
+TLS_HANDSHAKE_FAILED: Final = "TLS_HANDSHAKE_FAILED"
+"""Engine error code: the TLS handshake failed (untrusted certificate, wrong name, no TLS)."""
+UNAUTHENTICATED: Final = "UNAUTHENTICATED"
+"""Engine error code: the plugin refused the engine's credentials (missing or wrong token)."""
+
 _log = logging.getLogger(__name__)
 
 _STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
 _NOT_GRPC_MARKERS: Final = ("Trying to connect an http1.x server", "Failed parsing HTTP/2")
 _TOO_LARGE_MARKERS: Final = ("message larger than max",)
+_TLS_MARKERS: Final = (
+    "handshake failed",
+    "hostname verification check failed",
+    "certificate_verify_failed",
+)
 _RETIRED_CHANNEL_GRACE_S: Final = 30.0
 
 
@@ -105,9 +136,15 @@ class GrpcTransport:
         max_message_bytes: the largest message sent or received (default 4 MiB, the protocol's
             default); a larger answer fails the task with code "MESSAGE_TOO_LARGE".
         channel_options: extra grpc channel options.
-        credentials: returns the channel credentials for a target (TLS), or None for plaintext.
-        metadata_provider: returns extra call metadata for a target (for example a bearer token
-            fetched from a secret store); never written to the task store.
+        credentials: returns the channel credentials for a target (TLS), or None for plaintext;
+            for credentials `security` cannot express. Not together with `security`.
+        security: TLS settings: one `ChannelSecurity` for every target, a mapping target ->
+            ChannelSecurity, or a callable returning one (None: plaintext).
+        metadata_provider: returns extra call metadata for a target (for example
+            `BearerTokens`, or a token fetched from a secret store); never written to the task
+            store.
+        allow_insecure: allow plaintext to non-loopback targets. Without it such a call fails
+            with INSECURE_TARGET (not retried) before any connection is opened.
 
     A channel that fails with UNAVAILABLE while not connected is replaced by a fresh one (the
     old one is closed after in-flight calls finish): grpc's own reconnect backoff (1 s growing
@@ -121,15 +158,21 @@ class GrpcTransport:
         max_message_bytes: int = limits.MESSAGE_MAX_BYTES,
         channel_options: Sequence[tuple[str, str | int]] = (),
         credentials: Callable[[str], grpc.ChannelCredentials | None] | None = None,
+        security: SecurityConfig | None = None,
         metadata_provider: Callable[[str], Metadata] | None = None,
+        allow_insecure: bool = False,
     ) -> None:
+        if credentials is not None and security is not None:
+            raise ValueError("give GrpcTransport either credentials or security, not both")
         self._options: list[tuple[str, str | int]] = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             *channel_options,
         ]
         self._credentials = credentials
+        self._security = security
         self._metadata_provider = metadata_provider
+        self._allow_insecure = allow_insecure
         self._channels: dict[str, aio.Channel] = {}
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -176,14 +219,41 @@ class GrpcTransport:
         await asyncio.gather(*(channel.close() for channel in channels), return_exceptions=True)
         await asyncio.gather(*self._retiring, return_exceptions=True)
 
+    def security_for(self, target: str) -> ChannelSecurity | None:
+        """The TLS settings used for `target` (None: plaintext or raw `credentials`)."""
+        security = self._security
+        if security is None or isinstance(security, ChannelSecurity):
+            return security
+        if isinstance(security, Mapping):
+            return security.get(target)
+        return security(target)
+
+    def check_target(self, target: str) -> None:
+        """Raises TransportError (INSECURE_TARGET) if a call to `target` would be refused as
+        plaintext to a non-loopback address; opens no connection."""
+        secure = self.security_for(target) is not None or (
+            self._credentials is not None and self._credentials(target) is not None
+        )
+        require_secure_target(target, secure=secure, allow_insecure=self._allow_insecure)
+
     def _channel(self, target: str) -> aio.Channel:
         channel = self._channels.get(target)
         if channel is None:
-            credentials = self._credentials(target) if self._credentials else None
+            security = self.security_for(target)
+            options = list(self._options)
+            credentials: grpc.ChannelCredentials | None = None
+            if security is not None:
+                credentials = security.channel_credentials()
+                options += security.channel_options()
+            elif self._credentials is not None:
+                credentials = self._credentials(target)
+            require_secure_target(
+                target, secure=credentials is not None, allow_insecure=self._allow_insecure
+            )
             if credentials is None:
-                channel = aio.insecure_channel(target, options=self._options)
+                channel = aio.insecure_channel(target, options=options)
             else:
-                channel = aio.secure_channel(target, credentials, options=self._options)
+                channel = aio.secure_channel(target, credentials, options=options)
             self._channels[target] = channel
         return channel
 
@@ -198,6 +268,30 @@ class GrpcTransport:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
         _log.debug("replacing the channel to %s (state %s)", target, state.name)
+
+
+def require_secure_target(target: str, *, secure: bool, allow_insecure: bool) -> None:
+    """Refuses plaintext to a non-loopback target unless `allow_insecure`.
+
+    Raises:
+        TransportError: engine code INSECURE_TARGET, not retryable; raised before any
+            connection is opened, so nothing is sent.
+    """
+    if secure or allow_insecure or is_loopback_target(target):
+        return
+    raise TransportError(
+        None,
+        retryable=False,
+        error=errors.engine_error(
+            INSECURE_TARGET,
+            f"refusing to call {target} without TLS: it is not a loopback address",
+            rpc_code=grpc.StatusCode.FAILED_PRECONDITION,
+            suggestion="Configure TLS for this target (GrpcTransport(security=ChannelSecurity"
+            "(...)) or --tls-ca), or allow plaintext explicitly (allow_insecure=True or "
+            "--insecure) on a trusted network.",
+            metadata={"target": target},
+        ),
+    )
 
 
 def classify_rpc_error(
@@ -215,12 +309,33 @@ def classify_rpc_error(
     CANCELLED without rich details (a server cancels calls arriving as it shuts down).
     Not retryable, with an engine code: RESOURCE_EXHAUSTED for message size
     ("MESSAGE_TOO_LARGE"), UNIMPLEMENTED without rich details ("UNIMPLEMENTED", naming the
-    method), a non-gRPC peer ("NOT_A_GRPC_ENDPOINT"). Anything else: the google.rpc.Status from
-    the trailing metadata mapped with `status_to_error`, or else the code's name and details.
+    method), a non-gRPC peer ("NOT_A_GRPC_ENDPOINT"), a failed TLS handshake
+    ("TLS_HANDSHAKE_FAILED"), UNAUTHENTICATED without rich details ("UNAUTHENTICATED").
+    Anything else: the google.rpc.Status from the trailing metadata mapped with
+    `status_to_error`, or else the code's name and details.
+
+    A server refusing the engine's client certificate closes the connection mid-handshake,
+    which reaches the client only as UNAVAILABLE "Socket closed": that one stays retryable.
     """
     rich = _rich_status(code, trailing_metadata)
     where = f"{method} at {target}"
     if code is grpc.StatusCode.UNAVAILABLE:
+        lowered = details.lower()
+        if any(marker in lowered for marker in _TLS_MARKERS):
+            return TransportError(
+                code,
+                retryable=False,
+                error=errors.engine_error(
+                    TLS_HANDSHAKE_FAILED,
+                    f"the TLS handshake with {target} failed",
+                    rpc_code=code,
+                    internal_message=details,
+                    suggestion="Check that the plugin serves TLS, that its certificate is "
+                    "signed by the CA given to the engine, and that it names the target's "
+                    "host (or set the server name override).",
+                    metadata={"target": target},
+                ),
+            )
         if any(marker in details for marker in _NOT_GRPC_MARKERS):
             return TransportError(
                 code,
@@ -293,6 +408,20 @@ def classify_rpc_error(
                 internal_message=details,
                 suggestion="Keep payloads and answers under the message size limit "
                 f"({limits.MESSAGE_MAX_BYTES} bytes by default) or pass a reference instead.",
+                metadata={"target": target, "method": method},
+            ),
+        )
+    if code is grpc.StatusCode.UNAUTHENTICATED and rich is None:
+        return TransportError(
+            code,
+            retryable=False,
+            error=errors.engine_error(
+                UNAUTHENTICATED,
+                f"the plugin at {target} refused the call to {method}: not authenticated",
+                rpc_code=code,
+                internal_message=details,
+                suggestion="Check the bearer token the engine sends to this target "
+                "(metadata_provider, --token-file or $ASYNCPLUGIN_TOKEN).",
                 metadata={"target": target, "method": method},
             ),
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 from .base import GENERIC_METHOD, AsyncPlugin, Reply, remote_status_input
 from .inprocess import CallResult, PluginClient, serve_in_process
 from .normalize import INVALID_PLUGIN_RESPONSE, MESSAGE_TOO_LARGE, PLUGIN_INTERNAL_ERROR
-from .server import DEFAULT_GRACE_S, BindError, PluginServer, serve
+from .server import DEFAULT_GRACE_S, BindError, InsecureBindError, PluginServer, serve
 
 __all__ = [
     "DEFAULT_GRACE_S",
@@ -30,6 +30,7 @@ __all__ = [
     "AsyncPlugin",
     "BindError",
     "CallResult",
+    "InsecureBindError",
     "PluginClient",
     "PluginServer",
     "Reply",

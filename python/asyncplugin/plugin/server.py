@@ -4,6 +4,11 @@ Every server binds explicitly (SO_REUSEPORT off, so a taken port fails loudly in
 silently shared), enforces a maximum message size, serves grpc.health.v1 (SERVING while up,
 NOT_SERVING from the start of shutdown) and server reflection, and drains in-flight calls within
 a grace period when stopped.
+
+Security: TLS with a server certificate, mutual TLS (client certificates verified against a CA),
+and bearer tokens checked on every call (see `auth.py`; the health service is exempt). A server
+without TLS may listen only on a loopback address unless `allow_insecure=True`: a plaintext
+plugin on a network would expose its payloads and any token to whoever can see the traffic.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
@@ -22,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from asyncplugin.protocol import AsyncPluginError, limits
 
+from .auth import BearerTokenInterceptor, is_loopback_host
 from .base import AsyncPlugin
 from .dispatch import PluginDispatcher
 
@@ -35,6 +41,12 @@ class BindError(AsyncPluginError):
     """The server could not listen on the address asked for (taken, or not a local address)."""
 
     grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class InsecureBindError(BindError):
+    """A server without TLS was asked to listen on an address other machines can reach."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 def format_address(host: str, port: int) -> str:
@@ -58,6 +70,14 @@ class PluginServer:
         max_message_bytes: the largest message received or sent.
         tls_cert_chain: PEM certificate chain; serve TLS when given with `tls_private_key`.
         tls_private_key: PEM private key for `tls_cert_chain`.
+        tls_client_ca: PEM CA certificate(s) that client certificates must chain to (mutual
+            TLS); needs `tls_cert_chain`. A client without such a certificate is refused during
+            the handshake. (There is no "optional" mode: grpc's require_client_auth=False
+            requests a certificate but does not verify it, which would only look secure.)
+        auth_tokens: bearer tokens accepted on every call (a single str is one token); empty
+            accepts calls without a token. Several tokens allow rotation. Health needs none.
+        allow_insecure: allow plaintext (no TLS) on a non-loopback host; without it such a
+            server is refused before anything is bound.
         debug: put tracebacks of unexpected exceptions on the wire (`internal_message`).
         max_workers: threads for plain `def` handlers (None: Python's default).
         grpc_options: extra grpc server options, applied after the SDK's own.
@@ -72,12 +92,27 @@ class PluginServer:
         max_message_bytes: int = limits.MESSAGE_MAX_BYTES,
         tls_cert_chain: bytes | None = None,
         tls_private_key: bytes | None = None,
+        tls_client_ca: bytes | None = None,
+        auth_tokens: Iterable[str] | str = (),
+        allow_insecure: bool = False,
         debug: bool = False,
         max_workers: int | None = None,
         grpc_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         if (tls_cert_chain is None) != (tls_private_key is None):
             raise ValueError("TLS needs both tls_cert_chain and tls_private_key")
+        if tls_client_ca is not None and tls_cert_chain is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert_chain and tls_private_key")
+        if tls_cert_chain is None and not allow_insecure and not is_loopback_host(host):
+            raise InsecureBindError(
+                f"refusing to serve plaintext on {host!r}: it is not a loopback address; "
+                "give a TLS certificate and key, or allow_insecure=True (--insecure) to serve "
+                "without TLS on a trusted network"
+            )
+        tokens = (auth_tokens,) if isinstance(auth_tokens, str) else tuple(auth_tokens)
+        self._interceptors: list[grpc.aio.ServerInterceptor] = (
+            [BearerTokenInterceptor(tokens)] if tokens else []
+        )
         self.plugin = plugin
         self.host = host
         self.port = port
@@ -85,6 +120,7 @@ class PluginServer:
         self._tls: tuple[bytes, bytes] | None = None
         if tls_cert_chain is not None and tls_private_key is not None:
             self._tls = (tls_private_key, tls_cert_chain)
+        self._client_ca = tls_client_ca
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="asyncplugin-handler")
         self._dispatcher = PluginDispatcher(
             plugin,
@@ -107,6 +143,16 @@ class PluginServer:
         return self._dispatcher.service_name
 
     @property
+    def security(self) -> str:
+        """How calls are protected, for logs: e.g. "TLS, client certificates required, bearer
+        token" (never any secret)."""
+        parts = ["plaintext" if self._tls is None else "TLS"]
+        if self._client_ca is not None:
+            parts.append("client certificates required")
+        parts.append("bearer token" if self._interceptors else "no token")
+        return ", ".join(parts)
+
+    @property
     def address(self) -> str:
         """ "host:port" the server listens on (the real port once started)."""
         return format_address(self.host, self.port)
@@ -119,7 +165,7 @@ class PluginServer:
         """
         if self._server is not None:
             raise RuntimeError("the server is already started")
-        server = grpc.aio.server(options=self._options)
+        server = grpc.aio.server(options=self._options, interceptors=self._interceptors)
         server.add_generic_rpc_handlers((self._dispatcher.generic_handler(),))
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -136,7 +182,13 @@ class PluginServer:
         serving = health_pb2.HealthCheckResponse.SERVING
         await self._health.set(health.OVERALL_HEALTH, serving)
         await self._health.set(self.service_name, serving)
-        logger.info("serving %s (%s) on %s", self.plugin.name, self.service_name, self.address)
+        logger.info(
+            "serving %s (%s) on %s (%s)",
+            self.plugin.name,
+            self.service_name,
+            self.address,
+            self.security,
+        )
         return self.port
 
     def _bind(self, server: grpc.aio.Server) -> int:
@@ -145,7 +197,11 @@ class PluginServer:
             if self._tls is None:
                 port = server.add_insecure_port(address)
             else:
-                credentials = grpc.ssl_server_credentials([self._tls])
+                credentials = grpc.ssl_server_credentials(
+                    [self._tls],
+                    root_certificates=self._client_ca,
+                    require_client_auth=self._client_ca is not None,
+                )
                 port = server.add_secure_port(address, credentials)
         except RuntimeError as err:
             raise BindError(f"cannot listen on {address}: {_first_line(err)}") from err
