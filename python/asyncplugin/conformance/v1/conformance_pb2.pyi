@@ -76,7 +76,10 @@ class Scenario(_message.Message):
     `cancel_requested = true`, then answer CANCELLED.
     """
     delay_on_check: _builtins.int
-    """The check number on which to delay (see `delay`)."""
+    """The check number on which to delay (see `delay`). Use 1 or more: an initiating call
+    (check 0) carries no `status`, so a plugin cannot tell its transport retries apart and
+    would delay every retry of a delayed initiation.
+    """
     @_builtins.property
     def result(self) -> _struct_pb2.Struct:
         """The object to return in `ScenarioResult.result` when done."""

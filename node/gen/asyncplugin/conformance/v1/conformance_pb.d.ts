@@ -114,7 +114,9 @@ export declare type Scenario = Message<"asyncplugin.conformance.v1.Scenario"> & 
   delay?: Duration | undefined;
 
   /**
-   * The check number on which to delay (see `delay`).
+   * The check number on which to delay (see `delay`). Use 1 or more: an initiating call
+   * (check 0) carries no `status`, so a plugin cannot tell its transport retries apart and
+   * would delay every retry of a delayed initiation.
    *
    * @generated from field: int32 delay_on_check = 11;
    */

@@ -161,7 +161,9 @@ class Scenario(betterproto2.Message):
 
     delay_on_check: "int" = betterproto2.field(11, betterproto2.TYPE_INT32)
     """
-    The check number on which to delay (see `delay`).
+    The check number on which to delay (see `delay`). Use 1 or more: an initiating call
+    (check 0) carries no `status`, so a plugin cannot tell its transport retries apart and
+    would delay every retry of a delayed initiation.
     """
 
 

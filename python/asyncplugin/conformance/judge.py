@@ -1,0 +1,498 @@
+"""Judging a plugin from one driven scenario: pure functions, no I/O, no clock.
+
+Input: the engine's final TaskRecord and check history, and every exchange the engine (or a probe)
+had with the plugin: each request sent and the raw answer bytes, or the gRPC error. Output: a list
+of named failures, empty when the plugin behaved as the scenario and the protocol require.
+
+What is expected follows from the Scenario (conformance.proto), so one judge serves every case:
+every answer obeys the protocol rules (named as in plugin.proto); the task ends SUCCEEDED on
+check `checks_before_done`, FAILED with exactly `fail_with` on `fail_on_check`, or CANCELLED on
+the cancel request of a `run_until_cancelled` scenario; RUNNING answers carry the scenario name,
+the rotated token, the progress formula and the check_after hint; a delayed check that exceeded
+the per-check timeout is retried and its retry answered without delay.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from google.protobuf import message as pb_message
+
+from asyncplugin.conformance.interpreter import expected_token
+from asyncplugin.conformance.v1 import conformance_pb2
+from asyncplugin.engine import CallKind, CheckOutcome, CheckRecord, PollingPolicy, TaskRecord
+from asyncplugin.engine.errors import ENGINE_DOMAIN, PROTOCOL_VIOLATION
+from asyncplugin.protocol import TaskState, response_violations
+from asyncplugin.v1 import plugin_pb2, task_pb2
+
+from .findings import Exchange, Failure, FailureLog, message_diff, to_json
+
+__all__ = [
+    "CITATIONS",
+    "NOT_ECHOED",
+    "PROTOCOL_RULES",
+    "RETRIED_CODES",
+    "Driven",
+    "answer_rule_failures",
+    "answer_state",
+    "expected_end",
+    "expected_progress",
+    "judge_driven",
+    "running_answer_failures",
+]
+
+PROTOCOL_RULES = "plugin.proto, Protocol rules"
+"""Where every named protocol rule is stated."""
+
+NOT_ECHOED = "REMOTE_STATUS_INPUT_NOT_ECHOED"
+"""The error code a rotating scenario answers when the echoed token is wrong (conformance.proto)."""
+
+CITATIONS = {
+    "TRANSPORT_ERROR": "plugin.proto, Engine behaviour a plugin can rely on (gRPC errors)",
+    "FINAL_STATE": "conformance.proto, Scenario",
+    "CHECK_COUNT": "conformance.proto, Scenario.checks_before_done",
+    "SCENARIO_RESULT": "conformance.proto, ScenarioResult",
+    "ERROR_ENVELOPE": "conformance.proto, Scenario.fail_with; error.proto, Error",
+    "REMOTE_STATUS_INPUT": "conformance.proto, Scenario.rotate_remote_status_input",
+    "REMOTE_STATUS_INPUT_ROTATION": "conformance.proto, Scenario.rotate_remote_status_input",
+    "ECHO_VERIFICATION": "conformance.proto, Scenario.rotate_remote_status_input",
+    "PROGRESS": "conformance.proto, Scenario.report_progress",
+    "CHECK_AFTER": "conformance.proto, Scenario.check_after; task.proto, Task.check_after",
+    "CHECK_AFTER_HINT": "task.proto, Task.check_after",
+    "CANCEL_ANSWER": "plugin.proto, InvokeRequest.cancel_requested",
+    "SLOW_CHECK": "conformance.proto, Scenario.delay; plugin.proto, Engine behaviour (gRPC errors)",
+    "TIMEOUT": "conformance kit",
+}
+"""Where each kit requirement is written down (protocol rules cite PROTOCOL_RULES)."""
+
+
+def _failure(name: str, message: str, citation: str | None = None) -> Failure:
+    return Failure(name=name, message=message, citation=citation or CITATIONS.get(name, ""))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Driven:
+    """Everything known about one scenario driven through the engine.
+
+    Attributes:
+        scenario: the payload sent.
+        policy: the task's polling policy (for its per-check timeout).
+        record: the engine's final (or, after a timeout, latest) record of the task.
+        checks: the engine's check history, oldest first.
+        exchanges: every call to the plugin for this task, oldest first.
+        cancel_after_checks: for a cancel case, the RUNNING checks awaited before cancelling.
+        timed_out_s: set when the kit gave up waiting after this many seconds.
+    """
+
+    scenario: conformance_pb2.Scenario
+    policy: PollingPolicy
+    record: TaskRecord
+    checks: Sequence[CheckRecord] = ()
+    exchanges: Sequence[Exchange] = ()
+    cancel_after_checks: int = 0
+    timed_out_s: float | None = None
+
+
+def expected_end(scenario: conformance_pb2.Scenario) -> tuple[TaskState, int]:
+    """How the scenario ends and on which check number (-1: whenever the engine cancels)."""
+    if scenario.HasField("fail_with") and (
+        scenario.run_until_cancelled or scenario.fail_on_check <= scenario.checks_before_done
+    ):
+        return TaskState.FAILED, scenario.fail_on_check
+    if scenario.run_until_cancelled:
+        return TaskState.CANCELLED, -1
+    return TaskState.SUCCEEDED, scenario.checks_before_done
+
+
+def expected_progress(scenario: conformance_pb2.Scenario, check_number: int) -> task_pb2.Progress:
+    """The progress a RUNNING answer to `check_number` reports (conformance.proto formula)."""
+    total = scenario.checks_before_done + 1
+    done = min(check_number, total)
+    return task_pb2.Progress(
+        fraction=done / total, done=done, total=total, stage=f"check-{check_number}"
+    )
+
+
+def judge_driven(driven: Driven) -> list[Failure]:
+    """Every named failure of the plugin in one driven scenario (empty: it passed)."""
+    found = FailureLog(citations=CITATIONS)
+    found.extend(answer_rule_failures(driven.exchanges, driven.checks))
+    found.extend(_transport_errors(driven))
+    if driven.timed_out_s is not None:
+        found.add(
+            "TIMEOUT",
+            f"the task was still {driven.record.state.name} after {driven.timed_out_s:g} s "
+            f"({driven.record.check_count} status checks)",
+        )
+    else:
+        found.extend(_outcome(driven))
+    found.extend(_running_answers(driven))
+    found.extend(_hint_used(driven))
+    found.extend(_slow_check(driven))
+    return found.result()
+
+
+def answer_rule_failures(
+    exchanges: Iterable[Exchange], checks: Iterable[CheckRecord] = ()
+) -> Iterable[Failure]:
+    """Every answer, checked against the protocol rules; plus violations the engine recorded."""
+    named: set[tuple[str, int]] = set()
+    for exchange in exchanges:
+        if exchange.response is None:
+            continue
+        answer = exchange.answer()
+        if answer is None:
+            named.add(("MALFORMED_MESSAGE", exchange.check_number))
+            yield _failure(
+                "MALFORMED_MESSAGE",
+                f"the answer to {exchange.label} does not decode as an InvokeResponse",
+                PROTOCOL_RULES,
+            )
+            continue
+        violations = response_violations(answer, cancel_requested=exchange.request.cancel_requested)
+        for violation in violations:
+            named.add((violation.rule, exchange.check_number))
+            yield _failure(
+                violation.rule,
+                f"{violation.detail}, in the answer to {exchange.label}",
+                PROTOCOL_RULES,
+            )
+    for check in checks:
+        if check.outcome is not CheckOutcome.PROTOCOL_VIOLATION:
+            continue
+        rule, _, detail = check.message.partition(": ")
+        if (rule, check.check_number) in named:
+            continue
+        yield _failure(
+            rule,
+            f"the engine recorded a protocol violation on {check.kind.value.lower()} "
+            f"{check.check_number}: {detail}",
+            PROTOCOL_RULES,
+        )
+
+
+def _delay_s(scenario: conformance_pb2.Scenario) -> float:
+    return scenario.delay.ToNanoseconds() / 1e9 if scenario.HasField("delay") else 0.0
+
+
+RETRIED_CODES = frozenset({"DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED"})
+"""gRPC codes an engine retries: a passing transport fault, not a plugin failure (plugin.proto,
+Engine behaviour). If retries run out, the task's end says so."""
+
+
+def _transport_errors(driven: Driven) -> Iterable[Failure]:
+    """gRPC errors the engine does not retry: the plugin refused or failed the call itself."""
+    for exchange in driven.exchanges:
+        if exchange.response is not None or exchange.grpc_code in RETRIED_CODES:
+            continue
+        yield _failure(
+            "TRANSPORT_ERROR",
+            f"{exchange.label} failed with gRPC {exchange.grpc_code or 'error'}: "
+            f"{exchange.error_message}",
+        )
+
+
+def _engine_failed_it(record: TaskRecord) -> bool:
+    """True when the engine failed the task for a protocol violation (already named)."""
+    if record.state is not TaskState.FAILED or record.error is None:
+        return False
+    error = record.error_proto()
+    return error.code == PROTOCOL_VIOLATION and error.domain == ENGINE_DOMAIN
+
+
+def _engine_gave_up(record: TaskRecord) -> bool:
+    """True when the engine, not the plugin, failed the task (deadline, max checks...)."""
+    return record.error is not None and record.error_proto().domain == ENGINE_DOMAIN
+
+
+def _gave_up_hint(record: TaskRecord) -> str:
+    if record.error_code in ("MAX_CHECKS_EXCEEDED", "DEADLINE_EXCEEDED"):
+        return (
+            "; the plugin kept answering RUNNING (does it read is_status_check and "
+            "context.check_number?)"
+        )
+    return ""
+
+
+def _ended(record: TaskRecord) -> str:
+    text = record.state.name
+    if record.state is TaskState.FAILED and record.error is not None:
+        error = record.error_proto()
+        text += f" ({error.code or 'no code'}: {error.message})"
+    return text
+
+
+def _outcome(driven: Driven) -> Iterable[Failure]:
+    record = driven.record
+    if _engine_failed_it(record):
+        return  # the broken rule is named by _answer_rules
+    state, number = expected_end(driven.scenario)
+    if state is TaskState.SUCCEEDED:
+        yield from _succeeded(driven, number)
+    elif state is TaskState.FAILED:
+        yield from _failed(driven, number)
+    else:
+        yield from _cancelled(driven)
+
+
+def _succeeded(driven: Driven, number: int) -> Iterable[Failure]:
+    record, scenario = driven.record, driven.scenario
+    if record.state is not TaskState.SUCCEEDED:
+        yield _failure(
+            "FINAL_STATE",
+            f"the task ended {_ended(record)} after {record.check_count} status checks; "
+            f"expected SUCCEEDED with data on check {number}{_gave_up_hint(record)}",
+        )
+        return
+    if record.check_count != number:
+        yield _failure(
+            "CHECK_COUNT",
+            f"the plugin answered data on check {record.check_count}; expected check {number}",
+        )
+    if record.result is None:
+        yield _failure("SCENARIO_RESULT", "the SUCCEEDED answer carries no data")
+        return
+    try:
+        result = conformance_pb2.ScenarioResult.FromString(record.result)
+    except pb_message.DecodeError:
+        yield _failure("SCENARIO_RESULT", "the answer's data is not a ScenarioResult")
+        return
+    want = conformance_pb2.ScenarioResult(
+        scenario=scenario.name,
+        check_number=number,
+        task_id=record.task_id,
+        idempotency_key=record.idempotency_key,
+        implementation=result.implementation,
+    )
+    if scenario.HasField("result"):
+        want.result.CopyFrom(scenario.result)
+    differences = message_diff(want, result, "result")
+    if differences:
+        yield _failure("SCENARIO_RESULT", "; ".join(differences))
+
+
+def _failed(driven: Driven, number: int) -> Iterable[Failure]:
+    record, scenario = driven.record, driven.scenario
+    if record.state is not TaskState.FAILED or _engine_gave_up(record):
+        yield _failure(
+            "FINAL_STATE",
+            f"the task ended {_ended(record)} after {record.check_count} status checks; "
+            f"expected FAILED with the scenario's error on check {number}{_gave_up_hint(record)}",
+        )
+        return
+    if record.check_count != number:
+        yield _failure(
+            "CHECK_COUNT",
+            f"the plugin answered FAILED on check {record.check_count}; expected check {number}",
+        )
+    differences = message_diff(scenario.fail_with, record.error_proto(), "error")
+    if differences:
+        yield _failure(
+            "ERROR_ENVELOPE", "the recorded error envelope differs: " + "; ".join(differences)
+        )
+
+
+def _cancelled(driven: Driven) -> Iterable[Failure]:
+    record = driven.record
+    running = [
+        ex
+        for ex in driven.exchanges
+        if ex.request.is_status_check and not ex.request.cancel_requested and _is_running(ex)
+    ]
+    if record.state is not TaskState.CANCELLED:
+        yield _failure(
+            "FINAL_STATE",
+            f"the task ended {_ended(record)} after {record.check_count} status checks; "
+            "expected RUNNING until the engine cancelled it",
+        )
+        return
+    if len(running) < driven.cancel_after_checks:
+        yield _failure(
+            "CANCEL_ANSWER",
+            f"only {len(running)} status checks were answered RUNNING before the cancel; "
+            f"expected at least {driven.cancel_after_checks}",
+        )
+    requests = [ex for ex in driven.exchanges if ex.request.cancel_requested]
+    if not requests:
+        yield _failure(
+            "CANCEL_ANSWER",
+            "the engine sent no cancel request (the plugin never answered RUNNING)",
+        )
+        return
+    last = requests[-1]
+    answer = last.answer()
+    entries = [check for check in driven.checks if check.kind is CallKind.CANCEL]
+    recorded = entries[-1].outcome if entries else None
+    engine_said = f"; the engine recorded {recorded.value}" if recorded is not None else ""
+    if answer is None:
+        why = f"{last.grpc_code}: {last.error_message}" if last.grpc_code else "undecodable"
+        yield _failure("CANCEL_ANSWER", f"the cancel request was not answered ({why}){engine_said}")
+        return
+    state = answer_state(answer)
+    if state is not TaskState.CANCELLED:
+        said = state.name if state is not None else "with an unreadable answer"
+        yield _failure(
+            "CANCEL_ANSWER",
+            f"the cancel request was answered {said}; expected CANCELLED{engine_said}",
+        )
+    elif recorded is not None and recorded is not CheckOutcome.CANCELLED:
+        yield _failure(
+            "CANCEL_ANSWER",
+            f"the cancel request was answered CANCELLED but the engine recorded {recorded.value}",
+        )
+
+
+def answer_state(answer: plugin_pb2.InvokeResponse) -> TaskState | None:
+    """The state an answer claims: SUCCEEDED for data; None if it cannot be read."""
+    if answer.HasField("data"):
+        return TaskState.SUCCEEDED
+    if not answer.HasField("status"):
+        return None
+    try:
+        return TaskState(answer.status.state)
+    except ValueError:
+        return None
+
+
+def _is_running(exchange: Exchange) -> bool:
+    answer = exchange.answer()
+    return (
+        answer is not None
+        and not answer.HasField("data")
+        and answer.status.state == task_pb2.TASK_STATE_RUNNING
+    )
+
+
+def _running_answers(driven: Driven) -> Iterable[Failure]:
+    """RUNNING answers carry what the scenario says: name, token, progress, check_after."""
+    scenario = driven.scenario
+    for exchange in driven.exchanges:
+        if exchange.request.cancel_requested or not _is_running(exchange):
+            continue
+        answer = exchange.answer()
+        assert answer is not None
+        yield from running_answer_failures(scenario, exchange, answer.status)
+
+
+def running_answer_failures(
+    scenario: conformance_pb2.Scenario, exchange: Exchange, status: task_pb2.Task
+) -> Iterable[Failure]:
+    """What is wrong with one RUNNING answer of `scenario` (see conformance.proto)."""
+    number = exchange.check_number
+    where = f"the RUNNING answer to {exchange.label}"
+    if status.HasField("remote_status_input"):
+        stash = status.remote_status_input
+        name = stash.fields.get("scenario")
+        if name is None or name.string_value != scenario.name:
+            yield _failure(
+                "REMOTE_STATUS_INPUT",
+                f"{where} carries remote_status_input {to_json(stash)}; expected "
+                f'"scenario": {scenario.name!r}',
+            )
+        if scenario.rotate_remote_status_input:
+            want = expected_token(exchange.task_id, number)
+            token = stash.fields.get("token")
+            got = repr(token.string_value) if token is not None else "no token"
+            if token is None or token.string_value != want:
+                yield _failure(
+                    "REMOTE_STATUS_INPUT_ROTATION",
+                    f"{where} carries {got}; expected token {want!r} (<task_id>:<check_number>)",
+                )
+    if scenario.report_progress:
+        want_progress = expected_progress(scenario, number)
+        if not status.HasField("progress") or not _same_progress(want_progress, status.progress):
+            got_progress = to_json(status.progress) if status.HasField("progress") else "none"
+            yield _failure(
+                "PROGRESS",
+                f"{where} reports progress {got_progress}; expected {to_json(want_progress)}",
+            )
+    if scenario.HasField("check_after") and (
+        not status.HasField("check_after") or status.check_after != scenario.check_after
+    ):
+        got_hint = (
+            f"{status.check_after.ToNanoseconds() / 1e9:g} s"
+            if status.HasField("check_after")
+            else "none"
+        )
+        yield _failure(
+            "CHECK_AFTER",
+            f"{where} carries check_after {got_hint}; expected "
+            f"{scenario.check_after.ToNanoseconds() / 1e9:g} s",
+        )
+
+
+def _same_progress(want: task_pb2.Progress, got: task_pb2.Progress) -> bool:
+    return (
+        got.HasField("fraction")
+        and math.isclose(got.fraction, want.fraction, rel_tol=1e-9, abs_tol=1e-12)
+        and got.HasField("done")
+        and got.done == want.done
+        and got.HasField("total")
+        and got.total == want.total
+        and got.stage == want.stage
+    )
+
+
+def _hint_used(driven: Driven) -> Iterable[Failure]:
+    """With check_after, the engine's recorded reason for each interval names the hint."""
+    if not driven.scenario.HasField("check_after"):
+        return
+    for check in driven.checks:
+        if check.outcome is not CheckOutcome.RUNNING or check.interval_s is None:
+            continue
+        if not check.reason.startswith("plugin hint"):
+            yield _failure(
+                "CHECK_AFTER_HINT",
+                f"the engine chose the interval after check {check.check_number} by "
+                f"{check.reason!r}: the answer's check_after hint was not used",
+            )
+
+
+def _slow_check(driven: Driven) -> Iterable[Failure]:
+    """A check delayed past the per-check timeout is retried, and the retry answered at once."""
+    scenario = driven.scenario
+    number = scenario.delay_on_check
+    delay_s = _delay_s(scenario)
+    if delay_s <= driven.policy.check_timeout_s or number < 1:
+        return
+    state, end = expected_end(scenario)
+    if state is not TaskState.CANCELLED and end < number:
+        return
+    calls = [
+        ex
+        for ex in driven.exchanges
+        if ex.check_number == number
+        and ex.request.is_status_check
+        and not ex.request.cancel_requested
+    ]
+    if not calls:
+        return  # the task never got that far: other failures say why
+    first, retries = calls[0], calls[1:]
+    if first.response is not None:
+        yield _failure(
+            "SLOW_CHECK",
+            f"check {number} was answered within the per-check timeout "
+            f"({driven.policy.check_timeout_s:g} s); the scenario delays it {delay_s:g} s",
+        )
+        return
+    timed_out = any(
+        c.kind is CallKind.CHECK
+        and c.check_number == number
+        and c.outcome is CheckOutcome.TRANSPORT_RETRY
+        and c.grpc_code == "DEADLINE_EXCEEDED"
+        for c in driven.checks
+    )
+    if not timed_out:
+        yield _failure(
+            "SLOW_CHECK",
+            f"the engine recorded no TRANSPORT_RETRY (DEADLINE_EXCEEDED) for check {number}",
+        )
+    answered = [ex for ex in retries if ex.retries > 0 and ex.response is not None]
+    if not answered:
+        yield _failure(
+            "SLOW_CHECK",
+            f"no retry of check {number} (status.retries > 0) was answered: a transport retry "
+            "must be answered without the delay",
+        )
