@@ -15,7 +15,7 @@ GEN_DIR := python
 BASELINE := $(PROTO_DIR)/baseline.binpb
 BP2_DIR := $(GEN_DIR)/asyncplugin_betterproto
 
-.PHONY: help venv node generate check-generated lint test pytest node-test demo baseline clean
+.PHONY: help venv node generate check-generated lint test pytest node-test demo bench bench-smoke baseline clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -87,6 +87,16 @@ test: lint check-generated node-test pytest ## Bootstrap, lint, check bindings, 
 
 demo: $(BIN)/.installed ## Run the main job: a full async conversation through the engine.
 	$(BIN)/asyncplugin demo
+
+$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml constraints.txt
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	touch $@
+
+bench: $(BIN)/.bench-installed ## Run the benchmarks (~5 min on 2 cores): one table, plots in docs/.
+	$(PY) -m bench --plots docs
+
+bench-smoke: $(BIN)/.bench-installed ## A quick (~1 min) run of every benchmark, as a test.
+	$(PY) -m pytest -q bench/test_smoke.py
 
 clean: ## Remove the virtual environment and caches.
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node/node_modules node/dist

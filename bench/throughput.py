@@ -1,0 +1,307 @@
+"""Status-check throughput: the engine against a raw grpc.aio client, the SDK against bare grpc.
+
+The server is a separate spawned process (`bench.plugins`) that answers every call RUNNING. Each
+client runs in its own spawned process, so the two sides use the machine's two cores.
+
+- raw: C coroutines, each calling the unary method in a loop with the same request bytes the
+  engine sends on a status check (pre-encoded once; the answer's bytes are not decoded). This is
+  the floor: grpc.aio's own cost.
+- engine: `Engine` with `max_concurrent_rpcs = C` and 4*C RUNNING tasks whose policy has 1 us
+  intervals, so a due task is always waiting for a slot: every check is built, sent, decoded,
+  validated, recorded in the store (MemoryStore or SqliteStore) and rescheduled.
+- SDK vs bare: the raw client at the same concurrency against the `PluginServer` serving an
+  `AsyncPlugin`, and against the bare generated servicer.
+
+Each run warms up, then counts completed calls in a fixed window, along with the CPU seconds both
+processes used in it. Runs alternate between the configurations and repeat; the table quotes
+medians and the median of the per-repetition ratios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from grpc import aio
+
+from ._common import PluginProcess, Row, Target, in_child, log, median, process_cpu_s, run_loop
+
+METHOD = "/asyncplugin.v1.PluginService/Invoke"
+PAYLOAD = {"input": "a tiny payload"}
+
+
+def sample_request() -> bytes:
+    """A status-check request exactly as the engine encodes one (check 5 of a RUNNING task)."""
+    import uuid
+
+    from asyncplugin.engine.conversation import build_request
+    from asyncplugin.engine.records import CallKind, TaskRecord
+    from asyncplugin.protocol import TaskState, encode_payload
+    from asyncplugin.v1 import task_pb2
+
+    status = task_pb2.Task(state=task_pb2.TASK_STATE_RUNNING)
+    status.remote_status_input.update({"job_id": uuid.uuid4().hex})
+    now = time.time()
+    record = TaskRecord(
+        task_id=uuid.uuid4().hex,
+        target="127.0.0.1:1",
+        method=METHOD,
+        state=TaskState.RUNNING,
+        payload=encode_payload(PAYLOAD),
+        idempotency_key=uuid.uuid4().hex,
+        create_time=now,
+        update_time=now,
+        start_time=now,
+        next_check_time=now,
+        check_count=4,
+        status=status.SerializeToString(),
+    )
+    return build_request(
+        record, kind=CallKind.CHECK, check_number=5, max_retries=8, engine_name="bench"
+    )
+
+
+class _Window:
+    """CPU seconds of this process and of the server between `open` and `close`."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.count = 0
+        self.counting = False
+
+    def open(self) -> None:
+        self.count = 0
+        self.counting = True
+        self._t0 = time.perf_counter()
+        self._c0 = time.process_time()
+        self._s0 = process_cpu_s(self.server_pid)
+
+    def close(self) -> dict[str, float]:
+        self.counting = False
+        elapsed = time.perf_counter() - self._t0
+        client = time.process_time() - self._c0
+        server = process_cpu_s(self.server_pid) - self._s0
+        calls = max(self.count, 1)
+        return {
+            "rate": self.count / elapsed,
+            "calls": float(self.count),
+            "client_cpu_us": client / calls * 1e6,
+            "server_cpu_us": server / calls * 1e6,
+        }
+
+
+def raw_client(
+    target: str, concurrency: int, warmup_s: float, window_s: float, server_pid: int, loop: str
+) -> dict[str, float]:
+    """Child process: C coroutines calling the method back to back; calls/s in the window."""
+    return run_loop(_raw(target, concurrency, warmup_s, window_s, server_pid), loop)
+
+
+async def _raw(
+    target: str, concurrency: int, warmup_s: float, window_s: float, server_pid: int
+) -> dict[str, float]:
+    request = sample_request()
+    window = _Window(server_pid)
+    stop = False
+    async with aio.insecure_channel(target) as channel:
+        await channel.channel_ready()
+        call: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
+
+        async def worker() -> None:
+            while not stop:
+                await call(request, timeout=10)
+                if window.counting:
+                    window.count += 1
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        await asyncio.sleep(warmup_s)
+        window.open()
+        await asyncio.sleep(window_s)
+        result = window.close()
+        stop = True
+        await asyncio.gather(*workers)
+    return result
+
+
+def engine_client(
+    target: str,
+    store: str,
+    concurrency: int,
+    warmup_s: float,
+    window_s: float,
+    server_pid: int,
+    loop: str,
+) -> dict[str, float]:
+    """Child process: an Engine polling 4*C RUNNING tasks with 1 us intervals; checks/s."""
+    return run_loop(_engine(target, store, concurrency, warmup_s, window_s, server_pid), loop)
+
+
+async def _engine(
+    target: str, store_kind: str, concurrency: int, warmup_s: float, window_s: float, pid: int
+) -> dict[str, float]:
+    from asyncplugin.engine import (
+        CallKind,
+        Engine,
+        MemoryStore,
+        PollingPolicy,
+        SqliteStore,
+        TaskStore,
+        TaskUpdate,
+    )
+
+    policy = PollingPolicy(
+        initial_interval_s=1e-6,
+        min_interval_s=1e-6,
+        max_interval_s=1e-6,
+        jitter=0.0,
+        max_checks=None,
+        deadline_s=None,
+    )
+    window = _Window(pid)
+
+    def on_change(update: TaskUpdate) -> None:
+        if window.counting:
+            window.count += sum(1 for check in update.checks if check.kind is CallKind.CHECK)
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        store: TaskStore = (
+            SqliteStore(Path(tmp) / "tasks.sqlite3") if store_kind == "sqlite" else MemoryStore()
+        )
+        engine = Engine(
+            store=store, policy=policy, on_change=on_change, **concurrency_kwargs(concurrency)
+        )
+        async with engine:
+            for _ in range(4 * concurrency):
+                await engine.submit(target, method=METHOD, payload=PAYLOAD)
+            await asyncio.sleep(warmup_s)
+            window.open()
+            await asyncio.sleep(window_s)
+            result = window.close()
+    return result
+
+
+def concurrency_kwargs(concurrency: int) -> dict[str, Any]:
+    """Engine arguments for `concurrency` calls in flight to the one plugin of the benchmark.
+
+    The engine bounds calls per target too (a bulkhead, half of `max_concurrent_rpcs` by
+    default); with a single plugin both bounds are set to C so the engine and the raw client have
+    the same number of calls in flight.
+    """
+    import inspect
+
+    from asyncplugin.engine import Engine
+
+    kwargs: dict[str, Any] = {"max_concurrent_rpcs": concurrency}
+    if "max_concurrent_rpcs_per_target" in inspect.signature(Engine).parameters:
+        kwargs["max_concurrent_rpcs_per_target"] = concurrency
+    return kwargs
+
+
+def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    """Runs the section; returns its rows and the data for the throughput-vs-concurrency plot."""
+    reps = 1 if quick else 3
+    warmup_s, window_s = (0.3, 0.7) if quick else (0.7, 2.5)
+    concurrency = 64
+    sweep = [] if quick else [1, 4, 16, 256]
+    runs: dict[str, list[dict[str, float]]] = {"raw": [], "memory": [], "sqlite": [], "sdk": []}
+    curve: dict[str, dict[int, float]] = {"raw": {}, "memory": {}}
+    with PluginProcess("bare") as bare, PluginProcess("sdk") as sdk:
+        for rep in range(reps):
+            log(f"throughput: repetition {rep + 1}/{reps} at {concurrency} in flight")
+            args = (concurrency, warmup_s, window_s)
+            runs["raw"].append(in_child(raw_client, bare.target, *args, bare.pid, "asyncio"))
+            for store in ("memory", "sqlite"):
+                runs[store].append(
+                    in_child(engine_client, bare.target, store, *args, bare.pid, "asyncio")
+                )
+            runs["sdk"].append(in_child(raw_client, sdk.target, *args, sdk.pid, "asyncio"))
+        curve["raw"][concurrency] = median([r["rate"] for r in runs["raw"]])
+        curve["memory"][concurrency] = median([r["rate"] for r in runs["memory"]])
+        for level in sweep:
+            log(f"throughput: {level} in flight (plot)")
+            args = (level, 0.5, 1.5)
+            curve["raw"][level] = in_child(raw_client, bare.target, *args, bare.pid, "asyncio")[
+                "rate"
+            ]
+            curve["memory"][level] = in_child(
+                engine_client, bare.target, "memory", *args, bare.pid, "asyncio"
+            )["rate"]
+
+    def rate(kind: str) -> float:
+        return median([r["rate"] for r in runs[kind]])
+
+    def paired(kind: str, base: str) -> float:
+        return median([a["rate"] / b["rate"] for a, b in zip(runs[kind], runs[base], strict=True)])
+
+    raw_rate = rate("raw")
+    rows = []
+    for kind, label, threshold in (("memory", "MemoryStore", 0.8), ("sqlite", "SqliteStore", 0.6)):
+        row = Row(
+            "1",
+            f"engine+{label} status checks/s, {concurrency} in flight",
+            rate(kind),
+            "/s",
+            "raw grpc.aio unary, same server",
+            raw_rate,
+            target=Target(f">= {threshold:.2f}x raw", "ratio", ">=", threshold),
+            note=f"paired-ratio median {paired(kind, 'raw'):.2f}x",
+        )
+        rows.append(row)
+    rows.append(
+        Row(
+            "1",
+            f"SDK PluginServer calls/s, {concurrency} in flight",
+            rate("sdk"),
+            "/s",
+            "bare generated servicer",
+            raw_rate,
+            target=Target(">= 0.85x bare", "ratio", ">=", 0.85),
+            note=f"paired-ratio median {paired('sdk', 'raw'):.2f}x",
+        )
+    )
+    cpu = {
+        kind: {
+            "client_cpu_us": median([r["client_cpu_us"] for r in runs[kind]]),
+            "server_cpu_us": median([r["server_cpu_us"] for r in runs[kind]]),
+        }
+        for kind in runs
+    }
+    rows.append(
+        Row(
+            "1",
+            "engine+MemoryStore client CPU per check",
+            cpu["memory"]["client_cpu_us"],
+            "us",
+            "raw grpc.aio client CPU per call",
+            cpu["raw"]["client_cpu_us"],
+        )
+    )
+    rows.append(
+        Row(
+            "1",
+            "engine+SqliteStore client CPU per check",
+            cpu["sqlite"]["client_cpu_us"],
+            "us",
+            "raw grpc.aio client CPU per call",
+            cpu["raw"]["client_cpu_us"],
+        )
+    )
+    rows.append(
+        Row(
+            "1",
+            "SDK server CPU per call",
+            cpu["sdk"]["server_cpu_us"],
+            "us",
+            "bare servicer CPU per call",
+            cpu["raw"]["server_cpu_us"],
+        )
+    )
+    data = {
+        "runs": runs,
+        "cpu": cpu,
+        "curve": {kind: dict(sorted(points.items())) for kind, points in curve.items()},
+    }
+    return rows, data
