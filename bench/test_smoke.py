@@ -1,7 +1,8 @@
 """Smoke test of the benchmark suite: `python -m bench --quick` runs and prints its table.
 
-Run by `make bench-smoke` (not part of `make test`, which lacks the bench extra). It runs the suite in a subprocess from the
-repository root, so `bench` is importable, and skips when the `bench` extra is not installed.
+Run by `make bench-smoke` (not part of `make test`, which lacks the bench extra). It runs the
+suite in a subprocess from the repository root, so `bench` is importable, and skips when the
+`bench` extra is not installed.
 """
 
 from __future__ import annotations
