@@ -14,8 +14,10 @@ PROTO_FILES := $(sort $(wildcard $(PROTO_DIR)/asyncplugin/*/*.proto $(PROTO_DIR)
 GEN_DIR := python
 BASELINE := $(PROTO_DIR)/baseline.binpb
 BP2_DIR := $(GEN_DIR)/asyncplugin_betterproto
+FUZZ_SECONDS ?= 60
+FUZZ_DIR := .fuzz
 
-.PHONY: help venv node generate check-generated lint test pytest node-test demo bench bench-smoke baseline clean
+.PHONY: help venv node generate check-generated lint test pytest node-test demo bench bench-smoke fuzz reliability-long baseline clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -97,6 +99,21 @@ bench: $(BIN)/.bench-installed ## Run the benchmarks (~5 min on 2 cores): one ta
 
 bench-smoke: $(BIN)/.bench-installed ## A quick (~1 min) run of every benchmark, as a test.
 	$(PY) -m pytest -q bench/test_smoke.py
+
+$(BIN)/.fuzz-installed: $(BIN)/.installed pyproject.toml constraints.txt
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,fuzz]'
+	touch $@
+
+fuzz: $(BIN)/.fuzz-installed ## Fuzz the decoding entry points with atheris (FUZZ_SECONDS each).
+	@for target in fuzz/fuzz_*.py; do name=$$(basename $$target .py); mkdir -p $(FUZZ_DIR)/$$name; \
+	  echo "== $$name: $(FUZZ_SECONDS) s"; \
+	  $(PY) $$target -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_DIR)/$$name- $(FUZZ_DIR)/$$name testdata/golden testdata/invalid \
+	    2>&1 | grep -E 'DONE|stat::number_of_executed_units|Uncaught|Error|crash-'; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; done
+
+reliability-long: $(BIN)/.installed ## Full-size reliability runs (~6 min): 5,000-task chaos, long properties.
+	RELIABILITY_LONG=1 $(PY) -m pytest -q tests/reliability
 
 clean: ## Remove the virtual environment and caches.
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node/node_modules node/dist

@@ -158,6 +158,13 @@ def read_answer(response: plugin_pb2.InvokeResponse) -> Answer:
     message = status.status_message or status.remote_status_message
     if status.HasField("progress") and status.progress.HasField("fraction"):
         message = f"{status.progress.fraction:.0%} {message}".strip()
+    # A RUNNING Task is kept in memory and sent back on every status check: keep the fields the
+    # protocol defines (each within its documented limit), not unknown fields, which a plugin
+    # could otherwise use to make every check carry megabytes, both ways.
+    kept = task_pb2.Task()
+    kept.CopyFrom(status)
+    kept.DiscardUnknownFields()
+    encoded = kept.SerializeToString()
     return Answer(TaskState.RUNNING, CheckOutcome.RUNNING, message, encoded, hint_s=hint_s)
 
 

@@ -16,6 +16,12 @@ after sending an initiating call and before recording its answer, the task is st
 the store and the restarted engine initiates it again, with the SAME idempotency key, so a
 plugin that passes the key to its remote system (or remembers it) drops the duplicate. An
 initiating call that fails UNAVAILABLE or times out is retried the same way.
+
+A store that fails a write (a full disk, a read-only file) stops the engine's work at once: the
+failed write is rolled back whole, `submit`, `cancel` and `wait` raise StoreError naming the file
+and the cause, waiters are woken with it, and no further call is sent. What was recorded stays
+as it was; an engine started again on the repaired file resumes from there (a call whose answer
+could not be recorded is sent again, with the same check number and idempotency key).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from asyncplugin.protocol import TaskState, encode_payload
 
 from . import errors
 from .clock import Clock, SystemClock
-from .errors import EngineClosed, TaskNotFound
+from .errors import EngineClosed, StoreError, TaskNotFound
 from .notify import ChangeHook, Notifier
 from .policy import PollingPolicy, TransportRetryPolicy
 from .records import CheckRecord, TaskOptions, TaskRecord, TaskUpdate
@@ -76,6 +82,10 @@ class Engine:
         policy: the default polling policy (tasks may override it in TaskOptions).
         retry_policy: the default transport retry policy.
         max_concurrent_rpcs: the most calls in flight at once, across all tasks and plugins.
+        max_concurrent_rpcs_per_target: the most calls in flight at once to one target (None:
+            half of `max_concurrent_rpcs`, rounded up). A bulkhead: a plugin whose calls hang
+            until `check_timeout_s` holds at most this many slots, so the tasks of the other
+            plugins keep their schedule.
         transport: how plugins are called (default: a GrpcTransport the engine owns and closes).
         rng: the jitter source; pass `random.Random(seed)` for reproducible schedules.
         on_change: called after every recorded change (see `notify.ChangeHook`).
@@ -90,6 +100,7 @@ class Engine:
         policy: PollingPolicy | None = None,
         retry_policy: TransportRetryPolicy | None = None,
         max_concurrent_rpcs: int = 64,
+        max_concurrent_rpcs_per_target: int | None = None,
         transport: Transport | None = None,
         rng: random.Random | None = None,
         on_change: ChangeHook | None = None,
@@ -101,7 +112,14 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.policy = policy if policy is not None else PollingPolicy()
         self.retry_policy = retry_policy if retry_policy is not None else TransportRetryPolicy()
+        if max_concurrent_rpcs_per_target is None:
+            max_concurrent_rpcs_per_target = (max_concurrent_rpcs + 1) // 2
+        if max_concurrent_rpcs_per_target < 1:
+            raise ValueError(
+                f"max_concurrent_rpcs_per_target must be >= 1, got {max_concurrent_rpcs_per_target}"
+            )
         self._max_concurrent = max_concurrent_rpcs
+        self._max_per_target = max_concurrent_rpcs_per_target
         self._owns_transport = transport is None
         self._transport: Transport | None = transport
         self._rng = rng if rng is not None else random.Random()
@@ -111,6 +129,7 @@ class Engine:
         self._locks: dict[str, asyncio.Lock] = {}
         self._scheduler: Scheduler | None = None
         self._driver: Driver | None = None
+        self._store_failure: StoreError | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -119,14 +138,26 @@ class Engine:
         """True between `start` and `stop`."""
         return self._scheduler is not None
 
+    @property
+    def store_error(self) -> StoreError | None:
+        """The store failure that stopped this engine's work, or None while the store works."""
+        return self._store_failure
+
     async def start(self) -> None:
         """Opens the store, reloads unfinished tasks into the schedule, and starts polling."""
         if self._scheduler is not None:
             return
         await self.store.open()
+        self._store_failure = None
         if self._transport is None:
             self._transport = GrpcTransport()
-        scheduler = Scheduler(self.clock, self._fire, max_concurrent=self._max_concurrent)
+        scheduler = Scheduler(
+            self.clock,
+            self._fire,
+            max_concurrent=self._max_concurrent,
+            group=self._target_of,
+            max_per_group=self._max_per_target,
+        )
         self._driver = Driver(
             clock=self.clock,
             transport=self._transport,
@@ -199,9 +230,11 @@ class Engine:
 
         Raises:
             ValueError: the target or method is malformed. TypeError: the payload cannot be
-            encoded. EngineClosed: the engine is not running.
+            encoded. EngineClosed: the engine is not running. StoreError: the store cannot
+            record the task (and the engine takes no new work until it is started again).
         """
         scheduler = self._require_running()
+        self._require_store()
         if not target or target != target.strip():
             raise ValueError(f"target must be 'host:port', got {target!r}")
         parts = method.split("/")
@@ -227,7 +260,11 @@ class Engine:
             deadline=now + deadline_s if deadline_s is not None else None,
         )
         with self.clock.busy():
-            await self.store.create(record)
+            try:
+                await self.store.create(record)
+            except StoreError as err:
+                self._store_failed(err)
+                raise
         self._active[task_id] = record
         scheduler.schedule(task_id, now)
         self._notifier.publish(TaskUpdate(record=record))
@@ -254,11 +291,13 @@ class Engine:
         Raises:
             TaskNotFound: no task has this id. WaitTimeout: the timeout passed first (the task
             goes on). EngineClosed: the engine is not running, or stopped while waiting.
+            StoreError: the store failed, so the task cannot progress in this engine.
         """
         record = await self.get(task_id)
         if record.is_terminal:
             return record
         self._require_running()
+        self._require_store()
         self._require_owned(record)
         return await self._notifier.wait(record, self.clock, timeout_s)
 
@@ -274,11 +313,13 @@ class Engine:
 
         Raises:
             TaskNotFound: no task has this id. EngineClosed: the engine is not running.
+            StoreError: the store failed (nothing is sent to the plugin).
         """
         record = await self.get(task_id)
         if record.is_terminal:
             return record
         scheduler = self._require_running()
+        self._require_store()
         self._require_owned(record)
         async with self._locked(task_id):
             with self.clock.busy():
@@ -347,6 +388,20 @@ class Engine:
             raise EngineClosed("the engine is not running: use 'async with Engine(...)'")
         return self._scheduler
 
+    def _require_store(self) -> None:
+        if self._store_failure is not None:
+            raise StoreError(
+                f"the engine takes no new work since its store failed: {self._store_failure}"
+            ) from self._store_failure
+
+    def _store_failed(self, err: StoreError) -> None:
+        """Stops the engine's work after a failed store write, waking every waiter with it."""
+        if self._store_failure is not None:
+            return
+        self._store_failure = err
+        _log.error("the task store failed; the engine stops sending calls: %s", err)
+        self._notifier.close(err)
+
     def _require_owned(self, record: TaskRecord) -> None:
         """Unfinished tasks are loaded at start; one that is not was added by another engine."""
         if record.task_id not in self._active:
@@ -354,6 +409,11 @@ class Engine:
                 f"task {record.task_id} is {record.state.name} in the store but not run by this "
                 "engine (is another engine process using the same store?)"
             )
+
+    def _target_of(self, task_id: str) -> str:
+        """The scheduler's group of a task: its plugin's target."""
+        record = self._active.get(task_id)
+        return record.target if record is not None else ""
 
     @contextlib.asynccontextmanager
     async def _locked(self, task_id: str) -> AsyncIterator[None]:
@@ -372,13 +432,15 @@ class Engine:
         """The scheduler's handler: run the task's due step under its lock."""
         async with self._locked(task_id):
             record = self._active.get(task_id)
-            if record is None or self._driver is None:
+            if record is None or self._driver is None or self._store_failure is not None:
                 return
             with self.clock.busy():
                 try:
                     await self._driver.step(record)
                 except asyncio.CancelledError:
                     raise
+                except StoreError:
+                    return  # the engine has stopped its work (see _store_failed)
                 except Exception as err:
                     # A bug while handling one task fails that task only (logged).
                     _log.exception("task %s: engine error", task_id)
@@ -388,12 +450,16 @@ class Engine:
 
     async def _commit(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
         """Records atomically, then updates the cache and tells listeners."""
-        await self.store.record(record, *checks)
-        if record is None:
-            if checks:
-                current = await self.get(checks[0].task_id)
-                self._notifier.publish(TaskUpdate(record=current, checks=checks))
-            return
+        try:
+            await self.store.record(record, *checks)
+            if record is None:
+                if checks:
+                    current = await self.get(checks[0].task_id)
+                    self._notifier.publish(TaskUpdate(record=current, checks=checks))
+                return
+        except StoreError as err:
+            self._store_failed(err)
+            raise
         if record.is_terminal:
             self._active.pop(record.task_id, None)
         else:

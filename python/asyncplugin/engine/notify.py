@@ -109,8 +109,8 @@ class Notifier:
             if first is not None and update.record.is_terminal:
                 return
 
-    def close(self) -> None:
-        """Ends every watch iterator and fails every waiter with EngineClosed."""
+    def close(self, error: Exception | None = None) -> None:
+        """Ends every watch iterator and fails every waiter with `error` (default EngineClosed)."""
         for queues in self._watchers.values():
             for queue in queues:
                 queue.put_nowait(None)
@@ -118,5 +118,5 @@ class Notifier:
         for futures in self._waiters.values():
             for future in futures:
                 if not future.done():
-                    future.set_exception(EngineClosed("the engine stopped"))
+                    future.set_exception(error or EngineClosed("the engine stopped"))
         self._waiters.clear()

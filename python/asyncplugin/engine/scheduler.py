@@ -9,6 +9,12 @@ heap while every slot is taken.
 
 Each key has at most one live entry: `schedule` replaces the previous one (the old heap item is
 left in place and skipped when popped, which keeps both operations O(log n)).
+
+Keys may belong to groups (the engine groups tasks by plugin target) with a bound of their own,
+`max_per_group`: a bulkhead, so the calls of one plugin that hangs take at most that many of the
+`max_concurrent` slots and the other plugins' keys still fire on time. A due key whose group is
+full is set aside in its group's own heap and goes back to the main heap, earliest first, one
+for each of the group's handlers that ends.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from .clock import Clock
@@ -36,14 +43,32 @@ class Scheduler:
         handler: the coroutine function run for a due key. Its exceptions are logged and
             swallowed (the handler is expected to record its own failures).
         max_concurrent: the most handlers running at once.
+        group: the group of a key (None: no groups).
+        max_per_group: the most handlers running at once for the keys of one group (None: no
+            bound but `max_concurrent`).
     """
 
-    def __init__(self, clock: Clock, handler: Handler, *, max_concurrent: int) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        handler: Handler,
+        *,
+        max_concurrent: int,
+        group: Callable[[str], str] | None = None,
+        max_per_group: int | None = None,
+    ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        if max_per_group is not None and max_per_group < 1:
+            raise ValueError(f"max_per_group must be >= 1 or None, got {max_per_group}")
         self._clock = clock
         self._handler = handler
         self._max_concurrent = max_concurrent
+        self._group = group if max_per_group is not None else None
+        self._max_per_group = max_per_group
+        self._group_running: Counter[str] = Counter()
+        self._worker_group: dict[str, str] = {}
+        self._blocked: dict[str, list[tuple[float, int, str]]] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._live: dict[str, tuple[float, int]] = {}
         self._sequence = itertools.count()
@@ -111,6 +136,10 @@ class Scheduler:
             except BaseException:
                 self._slots.release()
                 raise
+            if self._group is not None:
+                group = self._group(key)
+                self._group_running[group] += 1
+                self._worker_group[key] = group
             worker = asyncio.get_running_loop().create_task(self._work(key))
             self._workers[key] = worker
 
@@ -126,6 +155,8 @@ class Scheduler:
                     # set the entry aside so it does not block the keys behind it.
                     heapq.heappop(self._heap)
                     self._deferred.add(key)
+                elif self._group_full(key, due):
+                    heapq.heappop(self._heap)  # set aside in its group's heap
                 else:
                     break
             self._wakeup.clear()
@@ -138,6 +169,27 @@ class Scheduler:
                 del self._live[key]
                 return key
             await self._sleep_or_wake(due)
+
+    def _group_full(self, key: str, due: float) -> bool:
+        """True if `key` is due and its group is at its bound; it is then set aside."""
+        if self._group is None or self._max_per_group is None or due > self._clock.now():
+            return False
+        group = self._group(key)
+        if self._group_running[group] < self._max_per_group:
+            return False
+        heapq.heappush(self._blocked.setdefault(group, []), (due, self._live[key][1], key))
+        return True
+
+    def _unblock_one(self, group: str) -> None:
+        """Moves the group's earliest set-aside key that is still live back to the main heap."""
+        blocked = self._blocked.get(group)
+        while blocked:
+            due, sequence, key = heapq.heappop(blocked)
+            if self._live.get(key) == (due, sequence):
+                heapq.heappush(self._heap, (due, sequence, key))
+                break
+        if not blocked:
+            self._blocked.pop(group, None)
 
     async def _sleep_or_wake(self, due: float) -> None:
         loop = asyncio.get_running_loop()
@@ -159,6 +211,12 @@ class Scheduler:
             _log.exception("scheduled work for %s failed", key)
         finally:
             self._workers.pop(key, None)
+            group = self._worker_group.pop(key, None)
+            if group is not None:
+                self._group_running[group] -= 1
+                if not self._group_running[group]:
+                    del self._group_running[group]
+                self._unblock_one(group)
             if key in self._deferred:
                 self._deferred.discard(key)
                 entry = self._live.get(key)

@@ -81,7 +81,7 @@ def build_response(
         _check_output_type(data, output_type)
         try:
             response.data = encode_payload(data)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise InvalidReturn("UNENCODABLE_DATA", f"the output cannot be encoded: {err}") from err
     if status is not None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final, TypeVar
 
 from google.protobuf import any_pb2
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from asyncplugin.v1 import error_pb2
@@ -42,13 +42,12 @@ def status_to_error(status: status_pb2.Status) -> error_pb2.Error:
     """Reads a google.rpc.Status back into an Error envelope.
 
     A packed asyncplugin.v1.Error detail is returned exactly; otherwise the envelope is rebuilt
-    from the standard ErrorInfo / Help / DebugInfo details.
+    from the standard ErrorInfo / Help / DebugInfo details. Details that do not decode are
+    skipped.
     """
-    for detail in status.details:
-        if detail.Is(error_pb2.Error.DESCRIPTOR):
-            packed = error_pb2.Error()
-            detail.Unpack(packed)
-            return packed
+    packed = _first(status, error_pb2.Error)
+    if packed is not None:
+        return packed
     error = error_pb2.Error(message=status.message or _code_name(status.code), rpc_code=status.code)
     info = _first(status, error_details_pb2.ErrorInfo)
     if info is not None:
@@ -80,10 +79,15 @@ def _pack(status: status_pb2.Status, detail: Message) -> None:
 
 
 def _first(status: status_pb2.Status, kind: type[_T]) -> _T | None:
+    """The first detail of type `kind` that decodes; a corrupt one is skipped, not raised (the
+    details come from the far side, and the status code and message still say what failed)."""
     descriptor = kind.DESCRIPTOR
     for detail in status.details:
         if detail.Is(descriptor):
             out = kind()
-            detail.Unpack(out)
+            try:
+                detail.Unpack(out)
+            except (DecodeError, RecursionError):
+                continue
             return out
     return None

@@ -14,28 +14,36 @@ from google.protobuf import struct_pb2
 
 _SAFE_INT = 2**53
 
+_ENCODE_MAX_DEPTH = 100
+"""Deepest nesting `dict_to_struct` encodes. protobuf parsers stop at 100 nested messages (a
+Struct level costs three: Struct, map entry, Value), so nothing deeper could be read anywhere;
+the bound also turns a self-referencing dict into a clear ValueError, not a RecursionError."""
+
 
 def dict_to_struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
     """Builds a Struct from a JSON-like mapping (str keys; None, bool, numbers, str, lists, dicts).
 
     Raises:
         TypeError: a key is not a string or a value is not JSON-like; the message names the path.
+        ValueError: dicts and lists nest more than 100 levels deep (or refer to themselves).
     """
     struct = struct_pb2.Struct()
-    _fill_struct(struct, value, "$")
+    _fill_struct(struct, value, "$", 1)
     return struct
 
 
-def _fill_struct(struct: struct_pb2.Struct, value: Mapping[str, Any], path: str) -> None:
+def _fill_struct(
+    struct: struct_pb2.Struct, value: Mapping[str, Any], path: str, depth: int
+) -> None:
     if not isinstance(value, Mapping):
         raise TypeError(f"{path}: expected a dict, got {type(value).__name__}")
     for key, item in value.items():
         if not isinstance(key, str):
             raise TypeError(f"{path}: key {key!r} is not a string")
-        _fill_value(struct.fields[key], item, f"{path}.{key}")
+        _fill_value(struct.fields[key], item, f"{path}.{key}", depth)
 
 
-def _fill_value(target: struct_pb2.Value, item: Any, path: str) -> None:
+def _fill_value(target: struct_pb2.Value, item: Any, path: str, depth: int) -> None:
     if item is None:
         target.null_value = struct_pb2.NULL_VALUE
     elif isinstance(item, bool):
@@ -45,14 +53,26 @@ def _fill_value(target: struct_pb2.Value, item: Any, path: str) -> None:
     elif isinstance(item, str):
         target.string_value = item
     elif isinstance(item, Mapping):
+        if depth >= _ENCODE_MAX_DEPTH:
+            raise _too_deep(path)
         target.struct_value.SetInParent()
-        _fill_struct(target.struct_value, item, path)
+        _fill_struct(target.struct_value, item, path, depth + 1)
     elif isinstance(item, list | tuple):
+        if depth >= _ENCODE_MAX_DEPTH:
+            raise _too_deep(path)
         target.list_value.SetInParent()
         for index, element in enumerate(item):
-            _fill_value(target.list_value.values.add(), element, f"{path}[{index}]")
+            _fill_value(target.list_value.values.add(), element, f"{path}[{index}]", depth + 1)
     else:
         raise TypeError(f"{path}: {type(item).__name__} is not JSON-like")
+
+
+def _too_deep(path: str) -> ValueError:
+    shown = path if len(path) <= 80 else f"{path[:40]}...{path[-37:]}"
+    return ValueError(
+        f"{shown}: dicts and lists nest more than {_ENCODE_MAX_DEPTH} levels deep "
+        "(protobuf parsers refuse such a Struct)"
+    )
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:

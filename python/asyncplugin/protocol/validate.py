@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf import message as pb_message
-from google.protobuf import struct_pb2
 
 from asyncplugin.v1 import error_pb2, plugin_pb2, task_pb2
 
@@ -67,6 +67,12 @@ _TASK_TEXT_LIMITS: Final = (
     ("status_code", limits.CODE_MAX_BYTES),
     ("remote_status_message", limits.TEXT_MAX_BYTES),
 )
+_TIMESTAMPS: Final = ("create_time", "update_time", "start_time", "end_time", "next_check_time")
+# google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_TIMESTAMP_SECONDS: Final = (-62_135_596_800, 253_402_300_799)
+# google.protobuf.Duration: +-10,000 years, nanos of the same sign as seconds.
+_DURATION_MAX_SECONDS: Final = 315_576_000_000
+_NANOS_MAX: Final = 999_999_999
 _ERROR_TEXT_LIMITS: Final = (
     ("message", limits.TEXT_MAX_BYTES),
     ("internal_message", limits.DETAIL_MAX_BYTES),
@@ -87,6 +93,39 @@ def _text(msg: pb_message.Message, name: str, limit: int, path: str) -> Iterator
     if size > limit:
         yield _violation(
             "FIELD_TOO_LONG", f"{path}.{name}", f"{path}.{name} is {size} bytes; limit {limit}"
+        )
+
+
+def _timestamp(msg: pb_message.Message, name: str, path: str) -> Iterator[ProtocolViolation]:
+    """A set Timestamp outside the well-known type's range is malformed (no language can read
+    it as a date: Python's datetime raises, JSON encoders refuse it)."""
+    if not msg.HasField(name):
+        return
+    value: timestamp_pb2.Timestamp = getattr(msg, name)
+    low, high = _TIMESTAMP_SECONDS
+    if not (low <= value.seconds <= high and 0 <= value.nanos <= _NANOS_MAX):
+        yield _violation(
+            "MALFORMED_MESSAGE",
+            f"{path}.{name}",
+            f"{path}.{name} ({value.seconds} s, {value.nanos} ns) is outside the range of "
+            "google.protobuf.Timestamp (years 1 to 9999)",
+        )
+
+
+def _duration(value: duration_pb2.Duration, path: str) -> Iterator[ProtocolViolation]:
+    """A Duration outside the well-known type's range, or with mixed signs, is malformed."""
+    seconds, nanos = value.seconds, value.nanos
+    if (
+        abs(seconds) > _DURATION_MAX_SECONDS
+        or abs(nanos) > _NANOS_MAX
+        or (seconds > 0 > nanos)
+        or (seconds < 0 < nanos)
+    ):
+        yield _violation(
+            "MALFORMED_MESSAGE",
+            path,
+            f"{path} ({seconds} s, {nanos} ns) is outside the range of google.protobuf.Duration "
+            "(+-10,000 years, seconds and nanos of one sign)",
         )
 
 
@@ -190,6 +229,10 @@ def task_violations(
         )
     for name, limit in _TASK_TEXT_LIMITS:
         yield from _text(task, name, limit, path)
+    for name in _TIMESTAMPS:
+        yield from _timestamp(task, name, path)
+    if task.HasField("check_after"):
+        yield from _duration(task.check_after, f"{path}.check_after")
     if task.HasField("check_after") and (
         task.check_after.seconds < 0 or task.check_after.nanos < 0
     ):
@@ -283,6 +326,7 @@ def request_violations(request: plugin_pb2.InvokeRequest) -> list[ProtocolViolat
                 f"an initiating call has check_number {number}; expected 0",
             )
         )
+    found.extend(_timestamp(request.context, "deadline", "context"))
     if request.HasField("status"):
         found.extend(task_violations(request.status, path="status"))
     return found

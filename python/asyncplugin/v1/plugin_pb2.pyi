@@ -22,6 +22,9 @@ status check as new work starts the remote job again.
 
 Protocol rules. Each rule has an UPPER_SNAKE name, used in error messages, in the reference
 validation module (python/asyncplugin/protocol/validate.py) and in the conformance kit:
+  - MALFORMED_MESSAGE: a message must decode as its envelope type: valid protobuf, valid
+    UTF-8 in strings, nesting within the decoder's limit, and every Timestamp and Duration
+    within its documented range.
   - NO_DATA_OR_STATUS: an answer must set `data`, `status`, or both.
   - STATE_UNSPECIFIED: a Task's `state` must not be TASK_STATE_UNSPECIFIED.
   - STATE_UNKNOWN: a Task's `state` must be one of the values defined in TaskState.

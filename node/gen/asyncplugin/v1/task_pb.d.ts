@@ -111,7 +111,9 @@ export declare type Task = Message<"asyncplugin.v1.Task"> & {
    * stores it verbatim, never interprets it, and sends it back unchanged in
    * `InvokeRequest.status` on every status check. A plugin may replace it in any RUNNING answer;
    * the engine then sends the new value on the next check. At most 65,536 bytes serialized and
-   * 32 levels deep (rule REMOTE_STATUS_INPUT_TOO_LARGE / REMOTE_STATUS_INPUT_TOO_DEEP).
+   * 32 levels deep (rule REMOTE_STATUS_INPUT_TOO_LARGE / REMOTE_STATUS_INPUT_TOO_DEEP). The
+   * engine records the answered Task without unknown fields, so only fields defined here are
+   * echoed.
    *
    * @generated from field: google.protobuf.Struct remote_status_input = 8;
    */

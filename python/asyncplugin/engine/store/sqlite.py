@@ -17,14 +17,19 @@ Schema (version 1):
     checks(id PK autoincrement, task_id, kind, check_number, started_time, finished_time,
            outcome, grpc_code, message, interval_s, reason, next_check_time)
 Times are epoch seconds (REAL); protobuf values are stored as their encoded bytes.
+
+Failures: every SQLite error (a full disk, a read-only file, an I/O error, a corrupt file) is
+raised as StoreError naming the file, the SQLite error code and what to do; the transaction that
+failed is rolled back whole, so the file keeps exactly what was committed before.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -144,10 +149,20 @@ class SqliteStore(TaskStore):
             raise StoreError(f"{self.path}: the store is not open")
         return self._db
 
+    @contextlib.contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Raises any SQLite error in the block as StoreError naming the file and the cause."""
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as err:
+            raise StoreError(_describe(self.path, action, err)) from err
+
     async def create(self, record: TaskRecord) -> None:
         """Adds a new task."""
         try:
-            with _transaction(self._conn) as db:
+            with self._guard("record a new task"), _transaction(self._conn) as db:
                 db.execute(
                     f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({_marks(18)})",
                     _task_row(record),
@@ -157,7 +172,7 @@ class SqliteStore(TaskStore):
 
     async def record(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
         """Replaces the task's row and/or appends check rows, in one transaction."""
-        with _transaction(self._conn) as db:
+        with self._guard("record a task's progress"), _transaction(self._conn) as db:
             if record is not None:
                 row = _task_row(record)
                 cursor = db.execute(
@@ -174,9 +189,10 @@ class SqliteStore(TaskStore):
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task's record, or None."""
-        row = self._conn.execute(
-            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)
-        ).fetchone()
+        with self._guard("read a task"):
+            row = self._conn.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)
+            ).fetchone()
         return _task_from_row(row) if row else None
 
     async def list(
@@ -195,14 +211,16 @@ class SqliteStore(TaskStore):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [_task_from_row(row) for row in self._conn.execute(sql, params)]
+        with self._guard("list tasks"):
+            return [_task_from_row(row) for row in self._conn.execute(sql, params)]
 
     async def checks(self, task_id: str) -> builtins.list[CheckRecord]:
         """The task's check history, oldest first."""
-        rows = self._conn.execute(
-            f"SELECT {_CHECK_COLUMNS} FROM checks WHERE task_id = ? ORDER BY id", (task_id,)
-        )
-        return [_check_from_row(row) for row in rows]
+        with self._guard("read a check history"):
+            rows = self._conn.execute(
+                f"SELECT {_CHECK_COLUMNS} FROM checks WHERE task_id = ? ORDER BY id", (task_id,)
+            )
+            return [_check_from_row(row) for row in rows]
 
 
 class _transaction:
@@ -216,7 +234,42 @@ class _transaction:
         return self._db
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is not None:
+            self._rollback()
+            return
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            # A COMMIT that fails (a full disk) may leave the transaction open: end it, so the
+            # connection is not stuck and the next write starts clean.
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
+
+_HINTS: Final = {
+    "SQLITE_FULL": "the disk (or the database's size limit) is full; free space, then start "
+    "the engine again on the same file",
+    "SQLITE_READONLY": "the file or its folder is read-only; make it writable, then start the "
+    "engine again on the same file",
+    "SQLITE_IOERR": "the disk failed a read or write; check the device and free space",
+    "SQLITE_CORRUPT": "the file is damaged; restore it from a backup",
+    "SQLITE_NOTADB": "the file is not an SQLite database",
+}
+
+
+def _describe(path: Path, action: str, err: sqlite3.Error) -> str:
+    """ "<file>: cannot <action>: <sqlite message> (<code>); <what to do>"."""
+    name = str(getattr(err, "sqlite_errorname", "") or "")
+    hint = next((text for code, text in _HINTS.items() if name.startswith(code)), "")
+    text = f"{path}: cannot {action}: {err}"
+    if name:
+        text += f" ({name})"
+    return f"{text}; {hint}" if hint else text
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
