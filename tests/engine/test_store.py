@@ -14,6 +14,7 @@ from asyncplugin.engine import (
     CallKind,
     CheckOutcome,
     CheckRecord,
+    Engine,
     MemoryStore,
     PollingPolicy,
     SqliteStore,
@@ -226,3 +227,25 @@ async def test_sqlite_never_writes_the_bearer_token(tmp_path: Path) -> None:
 
 def _files_containing(folder: Path, needle: bytes) -> list[str]:
     return [file.name for file in folder.iterdir() if needle in file.read_bytes()]
+
+
+async def test_second_engine_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    """Two engines on one store would poll every task twice: the second fails at start, naming
+    the file; once the first stops, the file can be claimed again. Readers never claim."""
+    path = tmp_path / "t.db"
+    first = Engine(store=SqliteStore(path))
+    await first.start()
+    try:
+        second = Engine(store=SqliteStore(path))
+        with pytest.raises(StoreError, match="another engine is using this task store"):
+            await second.start()
+        assert not second.running
+        reader = SqliteStore(path)
+        await reader.open()  # `asyncplugin tasks` reads while an engine runs
+        assert await reader.list() == []
+        await reader.close()
+    finally:
+        await first.stop()
+    again = Engine(store=SqliteStore(path))
+    await again.start()
+    await again.stop()

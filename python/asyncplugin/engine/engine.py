@@ -148,6 +148,11 @@ class Engine:
         if self._scheduler is not None:
             return
         await self.store.open()
+        try:
+            await self.store.claim()
+        except BaseException:
+            await self.store.close()
+            raise
         self._store_failure = None
         if self._transport is None:
             self._transport = GrpcTransport()

@@ -25,7 +25,15 @@ class TaskStore(abc.ABC):
         """Prepares the store (creates or migrates a schema). Called by `Engine.start`."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook, empty by default
-        """Releases the store's resources. Called by `Engine.stop`."""
+        """Releases the store's resources (and the claim, if any). Called by `Engine.stop`."""
+
+    async def claim(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Makes this the only engine driving the store until `close`. Called by `Engine.start`
+        after `open`; readers that only inspect a store (`asyncplugin tasks`) do not claim it.
+
+        Raises:
+            StoreError: another engine holds the store.
+        """
 
     @abc.abstractmethod
     async def create(self, record: TaskRecord) -> None:

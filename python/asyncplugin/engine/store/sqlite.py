@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import fcntl
 import os
 import sqlite3
 from collections.abc import Collection, Iterator
@@ -112,6 +113,25 @@ class SqliteStore(TaskStore):
         self.path = Path(path)
         self._synchronous = synchronous.upper()
         self._db: sqlite3.Connection | None = None
+        self._claim_fd: int | None = None
+
+    async def claim(self) -> None:
+        """Takes an exclusive advisory lock (flock) on `<file>.lock`, so a second engine on the
+        same file fails at start instead of polling every task twice. The kernel drops the lock
+        when the holder exits, kill -9 included, so a restarted engine claims it at once."""
+        if self._claim_fd is not None:
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(
+                f"{self.path}: another engine is using this task store (lock {lock_path}); "
+                "run one engine per store"
+            ) from None
+        self._claim_fd = fd
 
     async def open(self) -> None:
         """Opens the file, enables WAL, and creates or migrates the schema."""
@@ -138,10 +158,13 @@ class SqliteStore(TaskStore):
         self._db = db
 
     async def close(self) -> None:
-        """Closes the file."""
+        """Closes the file and releases the claim."""
         db, self._db = self._db, None
         if db is not None:
             db.close()
+        fd, self._claim_fd = self._claim_fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
 
     @property
     def _conn(self) -> sqlite3.Connection:
