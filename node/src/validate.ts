@@ -94,6 +94,59 @@ const ERROR_TEXT_LIMITS = [
   ["domain", "domain", LIMITS.DOMAIN_MAX_BYTES],
 ] as const;
 
+// google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+const TIMESTAMP_SECONDS: readonly [bigint, bigint] = [-62_135_596_800n, 253_402_300_799n];
+// google.protobuf.Duration: +-10,000 years, nanos of the same sign as seconds.
+const DURATION_MAX_SECONDS = 315_576_000_000n;
+const NANOS_MAX = 999_999_999;
+const TASK_TIMESTAMPS = [
+  ["createTime", "create_time"],
+  ["updateTime", "update_time"],
+  ["startTime", "start_time"],
+  ["endTime", "end_time"],
+  ["nextCheckTime", "next_check_time"],
+] as const;
+
+/** A set Timestamp outside the well-known type's range is malformed (MALFORMED_MESSAGE). */
+function timestampViolations(
+  value: { seconds: bigint; nanos: number } | undefined,
+  field: string,
+): ProtocolViolation[] {
+  if (value === undefined) return [];
+  const [low, high] = TIMESTAMP_SECONDS;
+  if (value.seconds >= low && value.seconds <= high && value.nanos >= 0 && value.nanos <= NANOS_MAX) {
+    return [];
+  }
+  return [
+    new ProtocolViolation(
+      "MALFORMED_MESSAGE",
+      `${field} (${value.seconds} s, ${value.nanos} ns) is outside the range of google.protobuf.Timestamp (years 1 to 9999)`,
+      field,
+    ),
+  ];
+}
+
+/** A Duration outside the well-known type's range, or with mixed signs, is malformed. */
+function durationViolations(value: { seconds: bigint; nanos: number }, field: string): ProtocolViolation[] {
+  const { seconds, nanos } = value;
+  const abs = seconds < 0n ? -seconds : seconds;
+  if (
+    abs > DURATION_MAX_SECONDS ||
+    Math.abs(nanos) > NANOS_MAX ||
+    (seconds > 0n && nanos < 0) ||
+    (seconds < 0n && nanos > 0)
+  ) {
+    return [
+      new ProtocolViolation(
+        "MALFORMED_MESSAGE",
+        `${field} (${seconds} s, ${nanos} ns) is outside the range of google.protobuf.Duration (+-10,000 years, seconds and nanos of one sign)`,
+        field,
+      ),
+    ];
+  }
+  return [];
+}
+
 function text(value: string, limit: number, field: string): ProtocolViolation[] {
   const size = Buffer.byteLength(value, "utf8");
   return size > limit
@@ -282,6 +335,12 @@ export function taskViolations(task: Task, path = "status", answer = false): Pro
   for (const [key, name, limit] of TASK_TEXT_LIMITS) {
     found.push(...text(task[key], limit, `${path}.${name}`));
   }
+  for (const [key, name] of TASK_TIMESTAMPS) {
+    found.push(...timestampViolations(task[key], `${path}.${name}`));
+  }
+  if (task.checkAfter !== undefined) {
+    found.push(...durationViolations(task.checkAfter, `${path}.check_after`));
+  }
   if (task.checkAfter !== undefined && (task.checkAfter.seconds < 0n || task.checkAfter.nanos < 0)) {
     found.push(
       new ProtocolViolation(
@@ -399,6 +458,7 @@ export function requestViolations(request: InvokeRequest): ProtocolViolation[] {
       ),
     );
   }
+  found.push(...timestampViolations(request.context?.deadline, "context.deadline"));
   if (request.status !== undefined) {
     found.push(...taskViolations(request.status, "status"));
   }

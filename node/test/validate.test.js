@@ -195,3 +195,42 @@ describe("structDepth (as python/asyncplugin/protocol/structs.py)", () => {
     assert.equal(structDepth({ a: [[1], { b: [] }] }), 4);
   });
 });
+
+describe("well-known type ranges (MALFORMED_MESSAGE, as validate.py)", () => {
+  test("a Timestamp past year 9999 in an answer is malformed, naming the field", () => {
+    const answer = create(InvokeResponseSchema, {
+      status: running({ createTime: { seconds: 2n ** 62n, nanos: 0 } }),
+    });
+    const found = responseViolations(answer).map((v) => [v.rule, v.field]);
+    assert.deepEqual(found, [["MALFORMED_MESSAGE", "status.create_time"]]);
+  });
+
+  test("a Duration past 10,000 years, or with mixed signs, is malformed", () => {
+    for (const checkAfter of [
+      { seconds: 2n ** 62n, nanos: 0 },
+      { seconds: 5n, nanos: -1 },
+    ]) {
+      const answer = create(InvokeResponseSchema, { status: running({ checkAfter }) });
+      const rules = responseViolations(answer).map((v) => v.rule);
+      assert.ok(rules.includes("MALFORMED_MESSAGE"), JSON.stringify(rules));
+    }
+  });
+
+  test("a request deadline outside the Timestamp range is malformed", () => {
+    const request = create(InvokeRequestSchema, {
+      context: create(RequestContextSchema, { deadline: { seconds: -2n ** 40n, nanos: 0 } }),
+    });
+    const found = requestViolations(request).map((v) => [v.rule, v.field]);
+    assert.deepEqual(found, [["MALFORMED_MESSAGE", "context.deadline"]]);
+  });
+
+  test("timestamps and durations inside the range pass", () => {
+    const answer = create(InvokeResponseSchema, {
+      status: running({
+        createTime: { seconds: 1_767_225_600n, nanos: 5 },
+        checkAfter: durationFromMs(1500),
+      }),
+    });
+    assert.deepEqual(responseViolations(answer), []);
+  });
+});
