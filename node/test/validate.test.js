@@ -218,7 +218,7 @@ describe("well-known type ranges (MALFORMED_MESSAGE, as validate.py)", () => {
 
   test("a request deadline outside the Timestamp range is malformed", () => {
     const request = create(InvokeRequestSchema, {
-      context: create(RequestContextSchema, { deadline: { seconds: -2n ** 40n, nanos: 0 } }),
+      context: create(RequestContextSchema, { deadline: { seconds: -(2n ** 40n), nanos: 0 } }),
     });
     const found = requestViolations(request).map((v) => [v.rule, v.field]);
     assert.deepEqual(found, [["MALFORMED_MESSAGE", "context.deadline"]]);
