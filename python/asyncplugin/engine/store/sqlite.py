@@ -99,7 +99,7 @@ _CHECK_COLUMNS: Final = (
 
 
 class SqliteStore(TaskStore):
-    """Tasks in one SQLite file (created with mode 0600: options may hold bearer tokens).
+    """Tasks in one SQLite file (created with mode 0600: payloads and remote state are private).
 
     Args:
         path: the database file; created if missing.
