@@ -319,124 +319,103 @@ def classify_rpc_error(
     """
     rich = _rich_status(code, trailing_metadata)
     where = f"{method} at {target}"
+
+    def fail(
+        engine_code: str, message: str, suggestion: str, *, retryable: bool, name_method: bool
+    ) -> TransportError:
+        metadata = {"target": target, "method": method} if name_method else {"target": target}
+        return TransportError(
+            code,
+            retryable=retryable,
+            error=errors.engine_error(
+                engine_code,
+                message,
+                rpc_code=code,
+                internal_message=details,
+                suggestion=suggestion,
+                metadata=metadata,
+            ),
+        )
+
     if code is grpc.StatusCode.UNAVAILABLE:
         lowered = details.lower()
         if any(marker in lowered for marker in _TLS_MARKERS):
-            return TransportError(
-                code,
+            return fail(
+                TLS_HANDSHAKE_FAILED,
+                f"the TLS handshake with {target} failed",
+                "Check that the plugin serves TLS, that its certificate is signed by the CA "
+                "given to the engine, and that it names the target's host (or set the server "
+                "name override).",
                 retryable=False,
-                error=errors.engine_error(
-                    TLS_HANDSHAKE_FAILED,
-                    f"the TLS handshake with {target} failed",
-                    rpc_code=code,
-                    internal_message=details,
-                    suggestion="Check that the plugin serves TLS, that its certificate is "
-                    "signed by the CA given to the engine, and that it names the target's "
-                    "host (or set the server name override).",
-                    metadata={"target": target},
-                ),
+                name_method=False,
             )
         if any(marker in details for marker in _NOT_GRPC_MARKERS):
-            return TransportError(
-                code,
+            return fail(
+                errors.NOT_A_GRPC_ENDPOINT,
+                f"{target} is not a gRPC server (it does not speak HTTP/2 gRPC)",
+                "Check the target address and port of the plugin.",
                 retryable=False,
-                error=errors.engine_error(
-                    errors.NOT_A_GRPC_ENDPOINT,
-                    f"{target} is not a gRPC server (it does not speak HTTP/2 gRPC)",
-                    rpc_code=code,
-                    internal_message=details,
-                    suggestion="Check the target address and port of the plugin.",
-                    metadata={"target": target},
-                ),
+                name_method=False,
             )
-        error = (
-            status_to_error(rich)
-            if rich is not None
-            else errors.engine_error(
-                errors.UNAVAILABLE,
-                f"the plugin at {target} is unavailable",
-                rpc_code=code,
-                internal_message=details,
-                suggestion="Check that the plugin is running and reachable.",
-                metadata={"target": target},
-            )
+        if rich is not None:
+            return TransportError(code, retryable=True, error=status_to_error(rich))
+        return fail(
+            errors.UNAVAILABLE,
+            f"the plugin at {target} is unavailable",
+            "Check that the plugin is running and reachable.",
+            retryable=True,
+            name_method=False,
         )
-        return TransportError(code, retryable=True, error=error)
     if code is grpc.StatusCode.CANCELLED and rich is None:
         # The engine never cancels a call it still awaits (stopping cancels the awaiting task,
         # not the RPC's outcome), so this CANCELLED came from the server: grpc servers cancel
         # calls that arrive just as a graceful shutdown starts (a plugin restarting) or that
         # overflow their pending queue. Nothing was answered; retrying is safe for a status
         # check and, with the same idempotency key, for an initiation.
-        return TransportError(
-            code,
+        return fail(
+            code.name,
+            f"the plugin at {target} cancelled the call to {method} without answering",
+            "The plugin may be shutting down or overloaded.",
             retryable=True,
-            error=errors.engine_error(
-                code.name,
-                f"the plugin at {target} cancelled the call to {method} without answering",
-                rpc_code=code,
-                internal_message=details,
-                suggestion="The plugin may be shutting down or overloaded.",
-                metadata={"target": target, "method": method},
-            ),
+            name_method=True,
         )
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         limit = f" within {timeout_s:g} s" if timeout_s is not None else ""
-        return TransportError(
-            code,
+        return fail(
+            errors.CHECK_TIMEOUT,
+            f"the call to {where} did not answer{limit}",
+            "A status check should answer quickly; raise check_timeout_s if the plugin needs "
+            "longer.",
             retryable=True,
-            error=errors.engine_error(
-                errors.CHECK_TIMEOUT,
-                f"the call to {where} did not answer{limit}",
-                rpc_code=code,
-                internal_message=details,
-                suggestion="A status check should answer quickly; raise check_timeout_s "
-                "if the plugin needs longer.",
-                metadata={"target": target, "method": method},
-            ),
+            name_method=True,
         )
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED and any(
         marker in details for marker in _TOO_LARGE_MARKERS
     ):
-        return TransportError(
-            code,
+        return fail(
+            errors.MESSAGE_TOO_LARGE,
+            f"a message of the call to {where} exceeds the gRPC size limit",
+            "Keep payloads and answers under the message size limit "
+            f"({limits.MESSAGE_MAX_BYTES} bytes by default) or pass a reference instead.",
             retryable=False,
-            error=errors.engine_error(
-                errors.MESSAGE_TOO_LARGE,
-                f"a message of the call to {where} exceeds the gRPC size limit",
-                rpc_code=code,
-                internal_message=details,
-                suggestion="Keep payloads and answers under the message size limit "
-                f"({limits.MESSAGE_MAX_BYTES} bytes by default) or pass a reference instead.",
-                metadata={"target": target, "method": method},
-            ),
+            name_method=True,
         )
     if code is grpc.StatusCode.UNAUTHENTICATED and rich is None:
-        return TransportError(
-            code,
+        return fail(
+            UNAUTHENTICATED,
+            f"the plugin at {target} refused the call to {method}: not authenticated",
+            "Check the bearer token the engine sends to this target (metadata_provider, "
+            "--token-file or $ASYNCPLUGIN_TOKEN).",
             retryable=False,
-            error=errors.engine_error(
-                UNAUTHENTICATED,
-                f"the plugin at {target} refused the call to {method}: not authenticated",
-                rpc_code=code,
-                internal_message=details,
-                suggestion="Check the bearer token the engine sends to this target "
-                "(metadata_provider, --token-file or $ASYNCPLUGIN_TOKEN).",
-                metadata={"target": target, "method": method},
-            ),
+            name_method=True,
         )
     if code is grpc.StatusCode.UNIMPLEMENTED and rich is None:
-        return TransportError(
-            code,
+        return fail(
+            errors.UNIMPLEMENTED,
+            f"the plugin at {target} does not implement {method}",
+            "Check the method path: /package.Service/Method.",
             retryable=False,
-            error=errors.engine_error(
-                errors.UNIMPLEMENTED,
-                f"the plugin at {target} does not implement {method}",
-                rpc_code=code,
-                internal_message=details,
-                suggestion="Check the method path: /package.Service/Method.",
-                metadata={"target": target, "method": method},
-            ),
+            name_method=True,
         )
     if rich is not None:
         return TransportError(code, retryable=False, error=status_to_error(rich))
