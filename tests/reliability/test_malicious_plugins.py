@@ -194,10 +194,13 @@ async def _flood(tmp_path: Path, *, good: int, bad_each: int, bloated: int) -> d
 async def test_thousands_of_tasks_answering_at_once_keep_memory_bounded(tmp_path: Path) -> None:
     """2,000 tasks answer SUCCEEDED at the same instant while 10 tasks per bad answer (250) and
     200 tasks stuffing 1 MiB of unknown fields into every RUNNING answer run beside them: each
-    gets its own outcome, and the engine process's peak RSS stays under 300 MiB (it would hold
-    the 200 MiB of unknown fields, and send them back, if it kept them)."""
+    gets its own outcome, and the engine process's peak RSS stays bounded. Typical peaks are
+    ~100 MiB, but a loaded machine lets more 1 MiB answers sit in gRPC's buffers at once (307 MiB
+    seen once in a full suite run), so the bound here is a sanity ceiling of 512 MiB; that the
+    unknown fields are neither kept nor echoed is pinned exactly by
+    test_unknown_fields_in_a_running_task_are_neither_stored_nor_echoed."""
     good, bad_each, bloated = (10_000, 10, 200) if LONG else (2000, 10, 200)
     figures = await _flood(tmp_path, good=good, bad_each=bad_each, bloated=bloated)
     print(f"flood: {figures}")
     assert figures["SUCCEEDED - -"] == good + bloated
-    assert figures["rss_kb"] < 300 * 1024
+    assert figures["rss_kb"] < 512 * 1024
