@@ -97,8 +97,10 @@ async def test_client_rejects_answers_breaking_rules() -> None:
 def test_public_names_are_pinned_and_sorted() -> None:
     """asyncplugin.plugin.__all__ is exactly this list, in ruff's RUF022 order."""
     assert asyncplugin.plugin.__all__ == [
+        "CANCEL_NOT_HANDLED",
         "DEFAULT_GRACE_S",
         "GENERIC_METHOD",
+        "INVALID_PAYLOAD",
         "INVALID_PLUGIN_RESPONSE",
         "MESSAGE_TOO_LARGE",
         "PLUGIN_INTERNAL_ERROR",
@@ -107,8 +109,11 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "CallResult",
         "InsecureBindError",
         "PluginClient",
+        "PluginLoadError",
         "PluginServer",
         "Reply",
+        "RunAdapter",
+        "as_plugin",
         "remote_status_input",
         "serve",
         "serve_in_process",

@@ -11,19 +11,26 @@
         async def check_status(self, request):
             ...
 
-This package never imports the engine; the two sides meet in `asyncplugin.protocol`.
+Any class with a `run(request)` method can be served too: `as_plugin(SomeClass)` checks it (no
+`run`, abstract methods) and wraps it. This package never imports the engine; the two sides meet
+in `asyncplugin.protocol`.
 """
 
 from __future__ import annotations
 
 from .base import GENERIC_METHOD, AsyncPlugin, Reply, remote_status_input
+from .cancel import CANCEL_NOT_HANDLED
+from .dispatch import INVALID_PAYLOAD
 from .inprocess import CallResult, PluginClient, serve_in_process
+from .loading import PluginLoadError, RunAdapter, as_plugin
 from .normalize import INVALID_PLUGIN_RESPONSE, MESSAGE_TOO_LARGE, PLUGIN_INTERNAL_ERROR
 from .server import DEFAULT_GRACE_S, BindError, InsecureBindError, PluginServer, serve
 
 __all__ = [
+    "CANCEL_NOT_HANDLED",
     "DEFAULT_GRACE_S",
     "GENERIC_METHOD",
+    "INVALID_PAYLOAD",
     "INVALID_PLUGIN_RESPONSE",
     "MESSAGE_TOO_LARGE",
     "PLUGIN_INTERNAL_ERROR",
@@ -32,8 +39,11 @@ __all__ = [
     "CallResult",
     "InsecureBindError",
     "PluginClient",
+    "PluginLoadError",
     "PluginServer",
     "Reply",
+    "RunAdapter",
+    "as_plugin",
     "remote_status_input",
     "serve",
     "serve_in_process",

@@ -12,10 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_origin
 
 import grpc
-from google.protobuf import message as pb_message
 
 from asyncplugin.protocol import PluginError, Request, Response, Task, TaskState
-from asyncplugin.protocol.payload import PayloadType
+from asyncplugin.protocol.payload import PayloadType, payload_kind
 
 from .handlers import call_handler, inline
 
@@ -36,14 +35,16 @@ class AsyncPlugin(Generic[InT, OutT]):
 
     Declare the payload types by parameterising the class (`AsyncPlugin[TranscribeInput,
     Transcript]`) or with the class attributes `input_type` / `output_type`: a generated protobuf
-    message class, or `dict` for a google.protobuf.Struct payload (the default). A typed plugin
-    names the RPC it serves in `rpc_method`, for example
+    message class, `dict` for a google.protobuf.Struct payload (the default), or a pydantic v2
+    model (a Struct on the wire, validated on the way in; extra `asyncplugin[pydantic]`). A
+    typed plugin names the RPC it serves in `rpc_method`, for example
     "/asyncplugin.examples.v1.TranscriberService/Transcribe".
 
     Implement `initiate_work` (and `check_status` if it ever answers RUNNING), or override `run`
-    to route by yourself. A handler returns the output payload or `Response(data=...)` (SUCCEEDED),
-    `Response(status=Task(state=TaskState.RUNNING, remote_status_input={...}))` (check back
-    later), or raises `PluginError` (FAILED).
+    to route by yourself: a `run` override gets every call, cancel requests included (they are
+    status checks with `cancel_requested` set). A handler returns the output payload or
+    `Response(data=...)` (SUCCEEDED), `Response(status=Task(state=TaskState.RUNNING,
+    remote_status_input={...}))` (check back later), or raises `PluginError` (FAILED).
     """
 
     input_type: ClassVar[PayloadType] = dict
@@ -107,11 +108,7 @@ class AsyncPlugin(Generic[InT, OutT]):
 
 def _payload_kind(arg: Any) -> PayloadType | None:
     """The payload type a Generic argument stands for, or None for a TypeVar or anything else."""
-    if arg is dict or get_origin(arg) is dict:
-        return dict
-    if isinstance(arg, type) and issubclass(arg, pb_message.Message):
-        return arg
-    return None
+    return payload_kind(arg)
 
 
 def split_method(rpc_method: str) -> tuple[str, str]:
@@ -131,8 +128,7 @@ def split_method(rpc_method: str) -> tuple[str, str]:
 def remote_status_input(request: Request[Any]) -> dict[str, Any]:
     """The `remote_status_input` of the task being checked: what the plugin stashed last time.
 
-    Returns {} on an initiating call (there is no task yet).
+    Returns {} on an initiating call (there is no task yet). Same as
+    `request.remote_status_input`.
     """
-    if request.status is None or request.status.remote_status_input is None:
-        return {}
-    return request.status.remote_status_input
+    return request.remote_status_input

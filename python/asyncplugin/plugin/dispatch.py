@@ -3,7 +3,8 @@
 The handler is registered with identity (de)serializers so the SDK controls decoding: a typed
 request (payload message at field 1) parses as the generic InvokeRequest because the two are
 wire-identical, and a payload that does not decode as the plugin's input type is answered with
-INVALID_ARGUMENT naming the expected type, not with a crash.
+INVALID_ARGUMENT naming the expected type, not with a crash; one that decodes but does not
+validate as the plugin's pydantic input model is INVALID_ARGUMENT naming the field.
 """
 
 from __future__ import annotations
@@ -27,11 +28,18 @@ from asyncplugin.protocol import (
     payload_type_name,
     request_violations,
 )
+from asyncplugin.protocol.payload import PayloadValidationError
 from asyncplugin.v1 import error_pb2, plugin_pb2
 
 from . import normalize
 from .base import AsyncPlugin, split_method
+from .cancel import CANCEL_NOT_HANDLED, cancel_not_handled, ignored_cancel
 from .handlers import call_handler, executor_var
+from .loading import check_plugin_class
+
+INVALID_PAYLOAD = "INVALID_PAYLOAD"
+"""Code of the INVALID_ARGUMENT refusal of a payload that does not validate as the plugin's
+pydantic input model; `metadata["field"]` names the first offending field."""
 
 
 class PluginDispatcher:
@@ -46,8 +54,7 @@ class PluginDispatcher:
         executor: Executor | None = None,
     ) -> None:
         kind = type(plugin)
-        if kind.run is AsyncPlugin.run and kind.initiate_work is AsyncPlugin.initiate_work:
-            raise TypeError(f"{kind.__name__} must implement run or initiate_work")
+        check_plugin_class(kind)
         self.service_name, self.method_name = split_method(kind.rpc_method)
         self._plugin = plugin
         self._debug = debug
@@ -66,12 +73,23 @@ class PluginDispatcher:
         try:
             request = self.decode(data)
         except ProtocolViolation as violation:
-            await context.abort_with_status(_invalid_argument(violation))
+            await context.abort_with_status(
+                _invalid_argument(violation.rule, str(violation), field=violation.field)
+            )
+        except PayloadValidationError as invalid:
+            await context.abort_with_status(
+                _invalid_argument(INVALID_PAYLOAD, str(invalid), field=invalid.field, rule="")
+            )
         response = await self.answer(request)
         return response.SerializeToString(deterministic=True)
 
     def decode(self, data: bytes) -> Request[Any]:
-        """Decodes and checks a request's bytes; raises ProtocolViolation naming the rule."""
+        """Decodes and checks a request's bytes.
+
+        Raises:
+            ProtocolViolation: the envelope breaks a rule, or data is not the input type.
+            PayloadValidationError: data does not validate as the plugin's pydantic input model.
+        """
         envelope = plugin_pb2.InvokeRequest()
         try:
             envelope.ParseFromString(data)
@@ -85,6 +103,8 @@ class PluginDispatcher:
         input_type = self._plugin.input_type
         try:
             payload = decode_payload(envelope.data, input_type)
+        except PayloadValidationError:
+            raise
         except ValueError as err:
             raise ProtocolViolation(
                 "MALFORMED_MESSAGE",
@@ -103,20 +123,41 @@ class PluginDispatcher:
     async def answer(self, request: Request[Any]) -> plugin_pb2.InvokeResponse:
         """Runs the plugin on a decoded request and returns a valid answer, whatever it did."""
         plugin = self._plugin
+        task_id = request.context.task_id or "-"
         token = executor_var.set(self._executor)
         try:
             result = await call_handler(plugin.run, request)
+            if request.cancel_requested and ignored_cancel(result):
+                normalize.logger.warning(
+                    "plugin %s answered the cancel request for task %s as a status check; "
+                    "answering CANCELLED with code %s (the remote work was not stopped)",
+                    plugin.name,
+                    task_id,
+                    CANCEL_NOT_HANDLED,
+                )
+                result = cancel_not_handled()
             response = normalize.build_response(
                 result, output_type=plugin.output_type, cancel_requested=request.cancel_requested
             )
         except PluginError as err:
-            normalize.logger.info("plugin %s answered FAILED: %r", plugin.name, err)
+            normalize.logger.info(
+                "plugin %s answered FAILED for task %s: %r", plugin.name, task_id, err
+            )
             response = normalize.from_plugin_error(err)
         except normalize.InvalidReturn as problem:
-            normalize.logger.error("plugin %s returned an invalid answer: %s", plugin.name, problem)
+            where = normalize.plugin_frame(problem)
+            normalize.logger.error(
+                "plugin %s returned an invalid answer for task %s: %s%s",
+                plugin.name,
+                task_id,
+                problem,
+                f" (at {where})" if where else "",
+            )
             response = normalize.invalid_response(problem)
         except Exception as err:
-            response = normalize.from_exception(err, plugin_name=plugin.name, debug=self._debug)
+            response = normalize.from_exception(
+                err, plugin_name=plugin.name, debug=self._debug, context=request.context
+            )
         finally:
             executor_var.reset(token)
         size = response.ByteSize()
@@ -126,13 +167,18 @@ class PluginDispatcher:
         return response
 
 
-def _invalid_argument(violation: ProtocolViolation) -> grpc.Status:
-    """INVALID_ARGUMENT whose google.rpc.Status details carry the Error envelope and the rule."""
+def _invalid_argument(
+    code: str, message: str, *, field: str, rule: str | None = None
+) -> grpc.Status:
+    """INVALID_ARGUMENT whose google.rpc.Status details carry the Error envelope, the field and
+    the protocol rule broken (`rule` defaults to `code`; "" for a request breaking no rule)."""
+    rule = code if rule is None else rule
+    metadata = {"rule": rule, "field": field} if rule else {"field": field}
     error = error_pb2.Error(
-        message=normalize.clip(str(violation), limits.TEXT_MAX_BYTES),
-        code=violation.rule,
+        message=normalize.clip(message, limits.TEXT_MAX_BYTES),
+        code=code,
         rpc_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-        metadata={"rule": violation.rule, "field": violation.field},
+        metadata=metadata,
     )
     status: grpc.Status = rpc_status.to_status(error_to_status(error))
     return status

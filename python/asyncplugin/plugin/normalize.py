@@ -6,8 +6,10 @@ The rules, exactly:
   - `Response(status=Task(...))`: that status (RUNNING, FAILED, CANCELLED...), with data if set;
   - `PluginError` raised: FAILED carrying the error envelope; the task's status_message,
     status_suggestion and status_code are copied from it;
-  - any other exception: FAILED with code PLUGIN_INTERNAL_ERROR and a safe message; the traceback
-    goes to the log, and onto the wire (`internal_message`) only when debug is on;
+  - any other exception: FAILED with code PLUGIN_INTERNAL_ERROR and a safe message; the log
+    names the task, the exception and where it was raised (with the traceback), and the
+    exception's type, message and traceback go onto the wire (`internal_message`) only when
+    debug is on;
   - anything else (None, a wrong type, an answer breaking a protocol rule): FAILED with code
     INVALID_PLUGIN_RESPONSE and a message naming the problem.
 Each of these is an in-band answer (gRPC OK); the SDK validates every answer before sending it.
@@ -20,6 +22,7 @@ import traceback
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,6 +30,7 @@ from google.protobuf import message as pb_message
 
 from asyncplugin.protocol import (
     PluginError,
+    RequestContext,
     Response,
     Task,
     TaskState,
@@ -146,18 +150,32 @@ def from_plugin_error(error: PluginError) -> plugin_pb2.InvokeResponse:
     return response
 
 
-def from_exception(err: Exception, *, plugin_name: str, debug: bool) -> plugin_pb2.InvokeResponse:
-    """The answer to an unexpected exception: a safe FAILED; the traceback goes to the log."""
+def from_exception(
+    err: Exception, *, plugin_name: str, debug: bool, context: RequestContext | None = None
+) -> plugin_pb2.InvokeResponse:
+    """The answer to an unexpected exception: a safe FAILED; the details go to the log.
+
+    The log line names the task (and check number), the exception with its message, and where
+    it was raised; the traceback follows it. The envelope's `internal_message` carries the
+    exception's type, message and traceback only when `debug` is on; otherwise just an incident
+    id to find the log line by.
+    """
     incident = uuid.uuid4().hex[:12]
+    task = f"task {context.task_id or '-'} (check {context.check_number})" if context else "a call"
+    summary = f"{describe_exception(err)} at {raised_at(err)}"
     logger.error(
-        "plugin %s raised %s (incident %s)",
+        "plugin %s: %s raised %s (incident %s)",
         plugin_name,
-        type(err).__name__,
+        task,
+        clip(summary, _LOG_SUMMARY_MAX_BYTES),
         incident,
         exc_info=(type(err), err, err.__traceback__),
     )
     if debug:
-        internal = "".join(traceback.format_exception(err))
+        head = clip(summary, limits.DETAIL_MAX_BYTES // 4)
+        budget = limits.DETAIL_MAX_BYTES - len(head.encode("utf-8")) - 2
+        tail = clip_tail("".join(traceback.format_exception(err)), budget)
+        internal = f"{head}\n\n{tail}"
     else:
         internal = f"See the plugin server's log for incident {incident}."
     return failed(
@@ -170,6 +188,37 @@ def from_exception(err: Exception, *, plugin_name: str, debug: bool) -> plugin_p
             metadata={"incident": incident},
         )
     )
+
+
+_LOG_SUMMARY_MAX_BYTES = 2048
+"""The log line's exception summary is cut here; the full traceback follows it anyway."""
+
+
+def describe_exception(err: BaseException) -> str:
+    """ "KeyError: 'remote_job_id'": the exception's type and message (just the type if empty)."""
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def raised_at(err: BaseException) -> str:
+    """Where `err` was raised: "path/to/file.py:42 in check_status" (its innermost frame)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return "an unknown place"
+    frame = frames[-1]
+    return f"{frame.filename}:{frame.lineno} in {frame.name}"
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def plugin_frame(err: BaseException) -> str:
+    """The innermost frame of `err`'s traceback outside the asyncplugin package ("" if none):
+    the plugin's own line that led to an error raised inside the SDK."""
+    for frame in reversed(traceback.extract_tb(err.__traceback__)):
+        if not str(Path(frame.filename).resolve()).startswith(_PACKAGE_DIR):
+            return f"{frame.filename}:{frame.lineno} in {frame.name}"
+    return ""
 
 
 def invalid_response(problem: InvalidReturn) -> plugin_pb2.InvokeResponse:

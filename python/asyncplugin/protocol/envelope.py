@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from asyncplugin.v1 import plugin_pb2
 
@@ -65,7 +65,9 @@ class Request(Generic[InT]):
         context: identities, idempotency key, check number and deadline.
         status: the engine's last record of the task; None on the initiating call.
         is_status_check: True for a status check; always read it.
-        cancel_requested: True when the engine is cancelling the task.
+        cancel_requested: True when the engine is cancelling the task (a status check too:
+            `is_status_check` is also True).
+        remote_status_input: (property) `status.remote_status_input`, or {} when absent.
     """
 
     data: InT
@@ -73,6 +75,17 @@ class Request(Generic[InT]):
     status: Task | None = None
     is_status_check: bool = False
     cancel_requested: bool = False
+
+    @property
+    def remote_status_input(self) -> dict[str, Any]:
+        """What the plugin stashed in its last RUNNING answer, echoed back by the engine.
+
+        The `remote_status_input` of `status`, or {} when there is none (on an initiating call,
+        or if the plugin stashed nothing). Read-only: answer a new RUNNING Task to change it.
+        """
+        if self.status is None or self.status.remote_status_input is None:
+            return {}
+        return self.status.remote_status_input
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -97,7 +97,17 @@ class Task:
     next_check_time: datetime | None = None
 
     def to_proto(self) -> task_pb2.Task:
-        """Encodes this task. Raises TypeError if a remote_status dict is not JSON-like."""
+        """Encodes this task.
+
+        Raises:
+            TypeError: a remote_status dict is not JSON-like.
+            ValueError: `state` is not a TaskState member (a string, say), naming the value.
+        """
+        if not isinstance(self.state, TaskState):
+            raise ValueError(
+                f"Task.state {self.state!r} is not a TaskState (one of "
+                f"{', '.join(state.name for state in TaskState)})"
+            )
         out = task_pb2.Task(
             task_id=self.task_id,
             state=int(self.state),  # type: ignore[arg-type]
