@@ -41,12 +41,12 @@ from .engine import (
     TaskStore,
     TaskUpdate,
 )
-from .plugin import AsyncPlugin, PluginServer
+from .plugin import AsyncPlugin, PluginServer, as_plugin
 from .protocol import PluginError, Task, TaskState, decode_payload
 
 __all__ = ["DriveResult", "PluginHarness"]
 
-PluginFactory = Callable[[FakeClock], AsyncPlugin[Any, Any]]
+PluginFactory = Callable[[FakeClock], Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +91,9 @@ class PluginHarness:
     """Serves a plugin in-process and drives it through the reference engine on a fake clock.
 
     Args:
-        plugin: the plugin, or a factory given the harness's FakeClock.
+        plugin: the plugin, or a factory given the harness's FakeClock. Besides an AsyncPlugin,
+            any object with a `run(request)` method is served (see `asyncplugin.plugin.as_plugin`),
+            so a Steamship-style plugin runs as `PluginHarness(SomePlugin())`.
         policy: the engine's polling policy (default: the engine's defaults).
         seed: the jitter seed, so interval sequences are reproducible.
         store: the task store (default: in memory).
@@ -100,7 +102,7 @@ class PluginHarness:
 
     def __init__(
         self,
-        plugin: AsyncPlugin[Any, Any] | PluginFactory,
+        plugin: AsyncPlugin[Any, Any] | PluginFactory | Any,
         *,
         policy: PollingPolicy | None = None,
         seed: int = 0,
@@ -108,7 +110,11 @@ class PluginHarness:
         clock: FakeClock | None = None,
     ) -> None:
         self.clock = clock if clock is not None else FakeClock()
-        self.plugin = plugin if isinstance(plugin, AsyncPlugin) else plugin(self.clock)
+        # An instance with `run` is the plugin; anything else callable (a class or a function)
+        # is a factory given the clock, as before.
+        runnable = not isinstance(plugin, type) and callable(getattr(plugin, "run", None))
+        made = plugin if isinstance(plugin, AsyncPlugin) or runnable else plugin(self.clock)
+        self.plugin = as_plugin(made)
         self._server = PluginServer(self.plugin, host="127.0.0.1", port=0)
         self.engine = Engine(
             store=store if store is not None else MemoryStore(),

@@ -1,5 +1,9 @@
 """`asyncplugin serve MODULE:CLASS`: load a plugin class and serve it until SIGTERM/SIGINT.
 
+CLASS is an AsyncPlugin subclass, or any class with a `run(request)` method (a Steamship-style
+plugin, say): it is checked before it is created, and a class without `run` or with abstract
+methods is refused with one line naming what is missing.
+
 MODULE is imported with the current directory on sys.path (as uvicorn does), so
 `asyncplugin serve server.transcriber:Transcriber` works from the repository root. The first
 line on stdout is "serving NAME on HOST:PORT", so scripts can read the port chosen by --port 0.
@@ -25,6 +29,7 @@ from typing import Any
 from asyncplugin.cli import UsageError
 from asyncplugin.plugin import DEFAULT_GRACE_S, AsyncPlugin, PluginServer, serve
 from asyncplugin.plugin.auth import is_loopback_host, read_token_file, validate_token
+from asyncplugin.plugin.loading import PluginLoadError, as_plugin
 from asyncplugin.protocol import limits
 
 TOKEN_ENV = "ASYNCPLUGIN_TOKEN"
@@ -186,8 +191,12 @@ def _read(path: Path, option: str) -> bytes:
 def load_plugin(target: str) -> AsyncPlugin[Any, Any]:
     """Imports MODULE and returns a plugin: CLASS() for a class, or the object if an instance.
 
+    CLASS is an AsyncPlugin subclass or any class with a `run(request)` method (wrapped; see
+    `asyncplugin.plugin.as_plugin`).
+
     Raises:
-        UsageError: the target is malformed, missing, or not an AsyncPlugin.
+        UsageError: the target is malformed or missing, has no `run`, has abstract methods, or
+            cannot be created without arguments (one line naming which).
     """
     module_name, sep, attr_name = target.partition(":")
     if not sep or not module_name or not attr_name:
@@ -208,12 +217,7 @@ def load_plugin(target: str) -> AsyncPlugin[Any, Any]:
         if not hasattr(obj, part):
             raise UsageError(f"module {module_name!r} has no attribute {attr_name!r}")
         obj = getattr(obj, part)
-    if isinstance(obj, AsyncPlugin):
-        return obj
-    if not (isinstance(obj, type) and issubclass(obj, AsyncPlugin)):
-        raise UsageError(f"{target} is not an AsyncPlugin subclass")
     try:
-        plugin: AsyncPlugin[Any, Any] = obj()
-    except TypeError as err:
-        raise UsageError(f"cannot create {target}() without arguments: {err}") from err
-    return plugin
+        return as_plugin(obj, label=target)
+    except PluginLoadError as err:
+        raise UsageError(str(err)) from err
