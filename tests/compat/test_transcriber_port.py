@@ -85,7 +85,7 @@ class FakeSpeechService:
 def concrete(port: Any) -> type:
     """A concrete transcriber over the fake service (what a plugin author writes)."""
 
-    class FakeTranscriber(port.RemoteTranscriber):  # type: ignore[misc, name-defined]
+    class FakeTranscriber(port.RemoteTranscriber):  # type: ignore[misc]
         def __init__(self, service: FakeSpeechService) -> None:
             super().__init__()
             self.service = service
@@ -194,7 +194,7 @@ def test_subclass_missing_one_method_is_refused_naming_it(
     """A subclass that implements only one of the two is refused with one line naming the
     other; the command exits 2 without a traceback."""
 
-    class HalfDone(port.RemoteTranscriber):  # type: ignore[misc, name-defined]
+    class HalfDone(port.RemoteTranscriber):  # type: ignore[misc]
         def start_transcription(self, audio_url: str, language: str) -> str:
             return "j-1"
 

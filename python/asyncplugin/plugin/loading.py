@@ -58,7 +58,7 @@ def as_plugin(obj: object, *, label: str | None = None) -> AsyncPlugin[Any, Any]
         except TypeError as err:
             raise PluginLoadError(f"cannot create {name}() without arguments: {err}") from err
     else:
-        name = label or type(obj).__qualname__
+        name = label or _name_of(obj)
         if not isinstance(obj, AsyncPlugin) and (
             inspect.isroutine(obj)
             or inspect.ismodule(obj)
@@ -94,6 +94,13 @@ def check_plugin_class(kind: type, *, label: str | None = None) -> None:
             f"{'are' if several else 'is'} abstract; implement {'them' if several else 'it'} "
             f"in a subclass and serve that"
         )
+
+
+def _name_of(obj: object) -> str:
+    """A function's or module's own name; an instance's class name."""
+    if inspect.isroutine(obj) or inspect.ismodule(obj):
+        return str(getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "?"))
+    return type(obj).__qualname__
 
 
 def _no_run(name: str, obj: object) -> str:
