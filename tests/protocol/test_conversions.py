@@ -131,3 +131,29 @@ def test_payload_codec_for_messages_and_dicts() -> None:
         decode_payload(b"\xff\xff", task_pb2.Progress)
     with pytest.raises(TypeError, match="payload of type int"):
         encode_payload(5)
+
+
+def test_request_remote_status_input_is_the_echoed_tasks_or_empty() -> None:
+    """Request.remote_status_input: the status's dict on a check, {} without status or input."""
+    from asyncplugin.protocol import Request, RequestContext
+
+    context = RequestContext(task_id="t-1")
+    echoed = Task(state=TaskState.RUNNING, remote_status_input={"job": "j-1"})
+    assert Request(data={}, context=context, status=echoed).remote_status_input == {"job": "j-1"}
+    assert Request(data={}, context=context).remote_status_input == {}
+    bare = Task(state=TaskState.RUNNING)
+    assert Request(data={}, context=context, status=bare).remote_status_input == {}
+    request: Request[dict[str, Any]] = Request(data={}, context=context, status=echoed)
+    # Read-only (a frozen, slotted dataclass refuses the assignment; Python 3.11 reports it as
+    # TypeError from the dataclass machinery, later versions as FrozenInstanceError).
+    with pytest.raises((AttributeError, TypeError)):
+        request.remote_status_input = {}  # type: ignore[misc]
+    assert request.remote_status_input == {"job": "j-1"}
+
+
+def test_task_with_a_string_state_names_it_when_encoded() -> None:
+    """The SDK's Task holds TaskState members; a string there is a named error, not a Python
+    conversion error."""
+    task = Task(state="running", remote_status_input={})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"Task.state 'running' is not a TaskState \(one of WAIT"):
+        task.to_proto()
