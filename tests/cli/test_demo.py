@@ -29,3 +29,24 @@ def test_demo_runs_every_task_to_its_expected_end(tmp_path: Path) -> None:
     assert "REMOTE_JOB_FAILED" in result.stdout
     assert "CANCELLED" in result.stdout
     assert (tmp_path / "demo.db").exists()
+
+
+def test_hint_names_the_cli_by_its_path_when_the_venv_is_not_active(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The demo's "inspect later" hint spells the command so it can be pasted: the venv's
+    bin/asyncplugin, relative to the current directory, unless that venv is active."""
+    from asyncplugin.cli.demo import cli_command
+
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "asyncplugin").touch()
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    monkeypatch.setattr(sys, "base_prefix", "/usr")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    assert cli_command() == os.path.join("venv", "bin", "asyncplugin")
+    monkeypatch.setenv("VIRTUAL_ENV", str(tmp_path / "venv"))
+    assert cli_command() == "asyncplugin"
+    monkeypatch.setattr(sys, "base_prefix", sys.prefix)
+    monkeypatch.delenv("VIRTUAL_ENV")
+    assert cli_command() == "asyncplugin"

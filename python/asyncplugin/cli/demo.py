@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -43,6 +44,22 @@ DEMO_POLICY = PollingPolicy(
     check_timeout_s=5.0,
 )
 """Short intervals that still visibly grow: 0.4, 0.64, 1.02, 1.64, 2.62, 4 s (+-20%)."""
+
+
+def cli_command() -> str:
+    """How to type the `asyncplugin` command from the current directory: "asyncplugin" when the
+    virtual environment it lives in is active (or it is not in one), else its path, such as
+    ".venv/bin/asyncplugin" (`make demo` runs it without activating .venv)."""
+    in_venv = sys.prefix != sys.base_prefix
+    if not in_venv or os.environ.get("VIRTUAL_ENV") == sys.prefix:
+        return "asyncplugin"
+    path = Path(sys.prefix) / "bin" / "asyncplugin"
+    if not path.exists():
+        return "asyncplugin"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +203,10 @@ def _report(
             f"message={envelope.message!r} suggestion={envelope.suggestion!r} "
             f"wrapped={envelope.wrapped_message or envelope.wrapped_error.message!r}"
         )
+    cli = cli_command()
     console.print(
-        f"inspect later: asyncplugin tasks list --store {store_path}; "
-        f"asyncplugin tasks show {longest.task_id} --store {store_path}"
+        f"inspect later: {cli} tasks list --store {store_path}; "
+        f"{cli} tasks show {longest.task_id} --store {store_path}"
     )
     if failures:
         console.print(f"[red]{failures} task(s) did not end as expected[/]")
