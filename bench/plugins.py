@@ -28,7 +28,8 @@ from ._common import run_loop
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.so_reuseport", 0),
     # Over ~1,000 calls in flight a grpc server answers some CANCELLED unless this is raised
-    # (TOOLCHAIN.md); the peer benchmark has up to 10,000 polling threads.
+    # (docs/architecture.md, "Toolchain facts"); the peer benchmark has up to 10,000 polling
+    # threads.
     ("grpc.server.max_pending_requests", 100_000),
 ]
 

@@ -1,9 +1,10 @@
 """Child processes for the fault-injection tests: spawned (exec, never fork), read line by line.
 
 Every child is a fresh interpreter started with `python -m <module>` from the repository root
-(forking a process with a live grpc.aio channel hangs the child; see TOOLCHAIN.md). A reader task
-collects the child's stdout lines as they come; stderr goes to a log file for post-mortems. Every
-wait is bounded by a timeout, and `kill` sends SIGKILL to this child's own pid only.
+(forking a process with a live grpc.aio channel hangs the child; see docs/architecture.md,
+"Toolchain facts the code relies on"). A reader task collects the child's stdout lines as they
+come; stderr goes to a log file for post-mortems. Every wait is bounded by a timeout, and `kill`
+sends SIGKILL to this child's own pid only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Backoff as pure functions: the polling schedule and the transport retry schedule.
 
-Two policies, kept apart on purpose (see STYLE.md, "Time, retries and polling"):
+Two policies, kept apart on purpose (see docs/architecture.md, "Where time comes from"):
 
 - `PollingPolicy`: how often a RUNNING task is checked, when the task gives up (`max_checks`,
   `deadline_s`) and how long one status-check RPC may take (`check_timeout_s`).

@@ -1,9 +1,10 @@
 """One step of one task: the call that is due, its outcome recorded, the next call scheduled.
 
-The `Driver` is the engine loop's body (DESIGN.md, "The engine's loop"): transport.call ->
-validate -> store.record -> schedule. The rule that makes restarts safe lives here: every step
-records its outcome (the task's new record and the history entries explaining it, in one atomic
-store write) BEFORE it schedules the next call, so the heap can always be rebuilt from the store.
+The `Driver` is the engine loop's body (docs/architecture.md, "One status check, end to end"):
+transport.call -> validate -> store.record -> schedule. The rule that makes restarts safe lives
+here: every step records its outcome (the task's new record and the history entries explaining
+it, in one atomic store write) BEFORE it schedules the next call, so the heap can always be
+rebuilt from the store.
 
 Three things are kept apart, each with its own policy:
   - the polling schedule (`PollingPolicy` via `next_interval`), advanced only by answers;
