@@ -79,8 +79,9 @@ lint: $(BIN)/.installed ## buf lint/format/breaking, ruff, mypy --strict.
 baseline: $(BIN)/.installed ## Refresh the buf breaking baseline (only when cutting a release).
 	$(BIN)/buf build -o $(BASELINE)
 
-pytest: $(BIN)/.installed ## Run the test suite only.
-	$(PY) -m pytest
+# The Node conformance tests must run here: a missing node_modules fails instead of skipping.
+pytest: $(BIN)/.installed node/node_modules/.installed ## Run the test suite only.
+	ASYNCPLUGIN_REQUIRE_NODE=1 $(PY) -m pytest
 
 node-test: node/node_modules/.installed ## Build the Node.js side and run its tests.
 	cd node && npm test --silent

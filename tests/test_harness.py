@@ -24,12 +24,26 @@ def _slow_job(clock: FakeClock) -> SlowJob:
 
 async def test_an_hour_of_backoff_runs_in_well_under_a_second() -> None:
     """A one-hour job is polled on the engine's schedule in simulated time, not wall time."""
+    remotes: list[FakeRemote] = []
+
+    def slow_job(clock: FakeClock) -> SlowJob:
+        remotes.append(FakeRemote(now=clock.now))
+        return SlowJob(remotes[-1])
+
     started = time.perf_counter()
-    async with PluginHarness(_slow_job, policy=POLICY, seed=7) as harness:
+    async with PluginHarness(slow_job, policy=POLICY, seed=7) as harness:
         result = await harness.run({"duration_s": 3600, "hint": False})
     wall_s = time.perf_counter() - started
     assert result.state is TaskState.SUCCEEDED
-    assert result.data == {"job_id": result.data["job_id"], "duration_s": 3600}
+    # The result names the one job the plugin started, the id it stashed when it went RUNNING.
+    [remote] = remotes
+    assert remote.jobs_started == 1
+    first = result.answers[0]
+    assert first.state is TaskState.RUNNING
+    assert first.remote_status_input is not None
+    job_id = first.remote_status_input["job_id"]
+    assert str(job_id).startswith("job-")
+    assert result.data == {"job_id": job_id, "duration_s": 3600}
     assert wall_s < 5.0
     rng = random.Random(7)
     expected = [next_interval(n, POLICY, rng, None)[0] for n in range(1, len(result.intervals) + 1)]

@@ -46,12 +46,26 @@ def _node_unavailable() -> str | None:
     return None
 
 
+REQUIRE_NODE_ENV = "ASYNCPLUGIN_REQUIRE_NODE"
+"""Set to 1 by `make pytest` / `make test` (which install node_modules first): there a missing
+Node side fails the run instead of skipping its tests."""
+
+
+def require_node() -> None:
+    """Skips the calling test when Node or its dependencies are missing (fails it instead when
+    $ASYNCPLUGIN_REQUIRE_NODE is 1); builds dist/ when stale."""
+    reason = _node_unavailable()
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_NODE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_NODE_ENV}=1: the Node tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def node_ready() -> None:
-    """Skips the test when Node or its dependencies are missing; builds dist/ when stale."""
-    reason = _node_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
+    """The Node side is ready (see `require_node`)."""
+    require_node()
 
 
 def read_first_line(process: subprocess.Popen[str], timeout_s: float) -> str:

@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from asyncplugin.engine import CallKind, CheckOutcome, FakeClock, PollingPolicy, TaskOptions
+from asyncplugin.engine import (
+    CallKind,
+    CheckOutcome,
+    FakeClock,
+    PollingPolicy,
+    TaskOptions,
+    TaskRecord,
+)
 from asyncplugin.protocol import TaskState, struct_to_dict
 from asyncplugin.v1 import plugin_pb2
 from tests.engine.conftest import POLICY, MakeEngine, Serve
@@ -120,8 +127,16 @@ async def test_cancel_before_the_plugin_answered_sends_nothing(
     engine = await make_engine()
     task_id = await engine.submit(plugin.target)
     await started.wait()
-    cancelling = asyncio.create_task(engine.cancel(task_id))
-    await asyncio.sleep(0.01)
+    cancel_started = asyncio.Event()
+
+    async def cancel() -> TaskRecord:
+        cancel_started.set()
+        return await engine.cancel(task_id)
+
+    cancelling = asyncio.create_task(cancel())
+    # The event wakes this test only after the cancelling task's first step ran to its first
+    # suspension: cancel() is then blocked on the task's lock, held by the call in flight.
+    await cancel_started.wait()
     assert not cancelling.done()  # waits for the call in flight
     release.set()
     record = await cancelling
@@ -136,15 +151,17 @@ async def test_cancel_of_a_task_never_answered_records_why_nothing_was_sent(
     plugin = await serve(constant(done(b"x")))
     engine = await make_engine(max_concurrent_rpcs=1)
     blocker = asyncio.Event()
+    holding = asyncio.Event()
 
     async def hold(request: plugin_pb2.InvokeRequest) -> Answer:
+        holding.set()
         await blocker.wait()
         return done(b"x")
 
     slow = await serve(hold)
     first = await engine.submit(slow.target)
-    queued = await engine.submit(plugin.target)  # waits for the only RPC slot
-    await asyncio.sleep(0.01)
+    await holding.wait()  # the first task's call holds the only RPC slot
+    queued = await engine.submit(plugin.target)  # waits for that slot
     record = await engine.cancel(queued)
     blocker.set()
     assert record.state is TaskState.CANCELLED

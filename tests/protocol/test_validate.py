@@ -182,8 +182,9 @@ def test_request_rule_is_reported_by_name(rule: str) -> None:
     build, field = REQUEST_CASES[rule]
     found = {(v.rule, v.field) for v in request_violations(build())}
     assert (rule, field) in found
-    with pytest.raises(ProtocolViolation):
+    with pytest.raises(ProtocolViolation) as caught:
         decode_request(build().SerializeToString())
+    assert caught.value.rule == request_violations(build())[0].rule
 
 
 def test_malformed_bytes_are_a_named_violation() -> None:
@@ -202,13 +203,25 @@ def test_initiation_with_nonzero_check_number_is_flagged() -> None:
     assert [v.rule for v in request_violations(request)] == ["CHECK_NUMBER_MISMATCH"]
 
 
+def proto_rules() -> set[str]:
+    """The rule names listed in plugin.proto's "Protocol rules" comment (`//   - NAME: ...`,
+    several names to an item where they share one)."""
+    text = PLUGIN_PROTO.read_text()
+    section = text.split("// Protocol rules.", 1)[1].split("// A side that receives", 1)[0]
+    lines = [line.removeprefix("//") for line in section.splitlines()]
+    items = " ".join(line.strip() for line in lines).split(" - ")[1:]
+    heads = [item.split(":", 1)[0] for item in items]
+    return {name for head in heads for name in re.findall(r"\b[A-Z][A-Z_]+[A-Z]\b", head)}
+
+
 def test_every_rule_has_a_case_and_is_documented_in_the_proto() -> None:
-    """Each rule in RULES is tested here and named in plugin.proto, so other languages see it."""
+    """Each rule in RULES is tested here, and RULES is exactly the list in plugin.proto, both
+    ways, so other languages see every rule and no documented rule goes unenforced."""
     tested = set(RESPONSE_CASES) | set(REQUEST_CASES) | {"MALFORMED_MESSAGE"}
     assert tested == set(RULES)
-    proto_text = PLUGIN_PROTO.read_text()
-    for rule in set(RULES) - {"MALFORMED_MESSAGE"}:
-        assert re.search(rf"\b{rule}\b", proto_text), f"{rule} is not documented in plugin.proto"
+    documented = proto_rules()
+    assert len(documented) > 20  # the section was found and parsed
+    assert documented == set(RULES)
 
 
 @pytest.mark.parametrize(
@@ -225,15 +238,24 @@ def test_every_rule_has_a_case_and_is_documented_in_the_proto() -> None:
     ],
 )
 def test_valid_answers_pass(response: plugin_pb2.InvokeResponse) -> None:
-    """Valid answers, including the edge of every limit, raise nothing."""
+    """Valid answers, including the edge of every limit, have no violation and decode back to
+    the same message."""
     assert response_violations(response) == []
     check_response(response)
+    decoded = decode_response(response.SerializeToString())
+    assert decoded == response
+    assert decoded.HasField("data") is response.HasField("data")
+    assert decoded.status.state == response.status.state
 
 
 def test_cancelled_is_valid_in_answer_to_a_cancel_request() -> None:
     """CANCELLED is allowed when the request asked to cancel."""
     response = _response(task_pb2.Task(state=task_pb2.TASK_STATE_CANCELLED))
+    assert response_violations(response, cancel_requested=True) == []
     check_response(response, cancel_requested=True)
+    decoded = decode_response(response.SerializeToString(), cancel_requested=True)
+    assert decoded.status.state == task_pb2.TASK_STATE_CANCELLED
+    assert [v.rule for v in response_violations(response)] == ["CANCELLED_WITHOUT_REQUEST"]
 
 
 def test_valid_status_check_request_passes() -> None:
@@ -242,3 +264,6 @@ def test_valid_status_check_request_passes() -> None:
         is_status_check=True, status=_running(), context=plugin_pb2.RequestContext(check_number=1)
     )
     assert request_violations(request) == []
+    decoded = decode_request(request.SerializeToString())
+    assert decoded == request
+    assert decoded.status.HasField("remote_status_input")

@@ -30,9 +30,14 @@ def test_plaintext_on_loopback_is_allowed(host: str) -> None:
 
 
 def test_non_loopback_host_with_tls_or_explicit_insecure_is_allowed(pki: Pki) -> None:
-    """TLS, or allow_insecure=True, lifts the refusal (constructed only: nothing is bound)."""
-    PluginServer(Echo(), host="0.0.0.0", port=0, **tls_options(pki))
-    PluginServer(Echo(), host="0.0.0.0", port=0, allow_insecure=True)
+    """TLS, or allow_insecure=True, lifts the refusal (constructed only: nothing is bound), and
+    the server then serves on that host with exactly the protection asked for."""
+    tls = PluginServer(Echo(), host="0.0.0.0", port=0, **tls_options(pki))
+    assert (tls.address, tls.security) == ("0.0.0.0:0", "TLS, no token")
+    mutual = PluginServer(Echo(), host="0.0.0.0", port=0, **tls_options(pki, mutual=True))
+    assert mutual.security == "TLS, client certificates required, no token"
+    insecure = PluginServer(Echo(), host="0.0.0.0", port=0, allow_insecure=True)
+    assert (insecure.address, insecure.security) == ("0.0.0.0:0", "plaintext, no token")
 
 
 def test_serve_cli_refuses_plaintext_on_0_0_0_0(capsys: pytest.CaptureFixture[str]) -> None:
