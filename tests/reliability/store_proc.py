@@ -8,6 +8,7 @@ ignored): the kernel fails SQLite's write with EFBIG, as a full disk fails it wi
 test runs it on a read-only file in the other case. It starts an engine on the store (resuming
 what is there), submits --tasks tasks and waits for every unfinished task, printing:
 
+    START_ERROR <text>    the engine did not start: StoreError (its message); nothing was sent
     READY <resumed>       started; <resumed> unfinished tasks reloaded
     S <task_id>           a task submitted (committed)
     SUBMIT_ERROR <text>   submit raised StoreError (its message)
@@ -46,6 +47,12 @@ async def main() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (args.fsize_limit, args.fsize_limit))
     policy = PollingPolicy(initial_interval_s=0.05, min_interval_s=0.05, max_interval_s=0.2)
     engine = Engine(store=SqliteStore(args.store), policy=policy, shutdown_grace_s=0.0)
+    try:
+        await engine.start()
+    except StoreError as err:
+        _say(f"START_ERROR {err}")
+        _say("DONE")
+        return
     async with engine:
         unfinished = await engine.list(state=(TaskState.WAITING, TaskState.RUNNING), limit=None)
         _say(f"READY {len(unfinished)}")

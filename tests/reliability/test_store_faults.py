@@ -122,9 +122,10 @@ def _digest(path: Path) -> str:
 async def test_read_only_file_is_refused_clearly(
     make_engine: MakeEngine, serve: Serve, tmp_path: Path
 ) -> None:
-    """A chmod 0444 store with 20 RUNNING tasks: the engine process reports StoreError naming
-    the file and SQLITE_READONLY, takes no new task, and the file's bytes do not change; made
-    writable again, the file resumes all 20 tasks."""
+    """A chmod 0444 store with 20 RUNNING tasks: the engine process fails at start with
+    StoreError naming the file and SQLITE_READONLY, before it sends a single call (the plugin
+    sees none) or takes a task, and the file's bytes do not change; made writable again, the
+    file resumes all 20 tasks."""
     prefix: list[str] = []
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
@@ -151,6 +152,7 @@ async def test_read_only_file_is_refused_clearly(
     await first.stop()
     hold.__exit__(None, None, None)
     before = _digest(path)
+    calls_before = len(plugin.calls())
     path.chmod(0o444)
     try:
         child = Child(
@@ -166,13 +168,13 @@ async def test_read_only_file_is_refused_clearly(
             await child.wait_for("DONE", timeout_s=60)
     finally:
         path.chmod(0o600)
-    errors = child.matching("SUBMIT_ERROR") + child.matching("WAIT_ERROR")
-    assert child.matching("STORE_ERROR"), child.lines
-    assert errors, child.lines
-    for line in errors:
-        assert str(path) in line
-        assert "SQLITE_READONLY" in line
+    [error] = child.matching("START_ERROR")
+    assert str(path) in error
+    assert "SQLITE_READONLY" in error
+    assert "make it writable" in error
+    assert not child.matching("READY")  # the engine never ran
     assert not child.matching("S ")  # no task accepted
+    assert len(plugin.calls()) == calls_before  # found before the first call, not after
     assert _digest(path) == before
     assert await _finish_on_fresh_engine(make_engine, path, ids) == []
 

@@ -36,10 +36,12 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
 
 
 def open_store(path: str, *, must_exist: bool) -> SqliteStore:
-    """The SQLite store at `path`; with must_exist, a missing file is a UsageError."""
+    """The SQLite store at `path`. With must_exist (the readers: `tasks list|show`) a missing
+    file is a UsageError and the store opens read-only: nothing is created, migrated or
+    written, and a file without a task store's schema is refused."""
     if must_exist and not Path(path).exists():
         raise UsageError(f"no task store at {path} (run 'asyncplugin invoke' first, or --store)")
-    return SqliteStore(path)
+    return SqliteStore(path, read_only=must_exist)
 
 
 def add_policy_options(parser: argparse.ArgumentParser) -> None:

@@ -144,15 +144,28 @@ class Engine:
         return self._store_failure
 
     async def start(self) -> None:
-        """Opens the store, reloads unfinished tasks into the schedule, and starts polling."""
+        """Opens the store, reloads unfinished tasks into the schedule, and starts polling.
+
+        A start that fails (another engine holds the store, the store cannot be written, a
+        stored task cannot be read) releases all it took: the store's connection and claim,
+        and the transport the engine made. The same process can start an engine on the store
+        again once it is repaired.
+        """
         if self._scheduler is not None:
             return
         await self.store.open()
         try:
             await self.store.claim()
+            scheduler = await self._resume()
+            self._scheduler = scheduler
+            scheduler.start()
         except BaseException:
-            await self.store.close()
+            await self._abandon_start()
             raise
+
+    async def _resume(self) -> Scheduler:
+        """Makes the transport (unless given), the scheduler and the driver, and schedules every
+        unfinished task of the store at its recorded next check time."""
         self._store_failure = None
         if self._transport is None:
             self._transport = GrpcTransport()
@@ -181,8 +194,21 @@ class Engine:
             scheduler.schedule(record.task_id, record.next_check_time or now)
         if resumed:
             _log.info("resuming %d unfinished tasks from the store", len(resumed))
-        self._scheduler = scheduler
-        scheduler.start()
+        return scheduler
+
+    async def _abandon_start(self) -> None:
+        """Undoes a failed `start`: forgets what it loaded, closes what it opened."""
+        scheduler, self._scheduler = self._scheduler, None
+        self._driver = None
+        self._active.clear()
+        try:
+            if scheduler is not None:
+                await scheduler.stop()
+            if self._transport is not None and self._owns_transport:
+                transport, self._transport = self._transport, None
+                await transport.close()
+        finally:
+            await self.store.close()
 
     async def stop(self) -> None:
         """Stops polling (calls in flight get `shutdown_grace_s`), then closes the store.

@@ -10,17 +10,20 @@ process crash (kill -9: the WAL is in the OS page cache); only an OS crash or po
 back the last few commits, never corrupt the file. Pass `synchronous="FULL"` (p50 ~125 us) to
 survive power loss too.
 
-Schema (version 1):
-    tasks(task_id PK, target, method, state INT, payload BLOB, idempotency_key, options JSON,
-          create_time, update_time, start_time, end_time, next_check_time, deadline REAL,
-          check_count, retries INT, status BLOB (last Task), result BLOB, error BLOB (Error))
-    checks(id PK autoincrement, task_id, kind, check_number, started_time, finished_time,
-           outcome, grpc_code, message, interval_s, reason, next_check_time)
-Times are epoch seconds (REAL); protobuf values are stored as their encoded bytes.
+The schema, its migrations and the row <-> record conversions are in `sqlite_schema.py`.
 
 Failures: every SQLite error (a full disk, a read-only file, an I/O error, a corrupt file) is
-raised as StoreError naming the file, the SQLite error code and what to do; the transaction that
-failed is rolled back whole, so the file keeps exactly what was committed before.
+raised as StoreError naming the file, the SQLite error code and what to do, whether it happens
+while opening the file or later; the transaction that failed is rolled back whole, so the file
+keeps exactly what was committed before. An engine's store is checked at `open` to be writable
+(a write that is rolled back at once), so a read-only file is refused before any call is sent.
+
+Readers (`asyncplugin tasks`) open the store with `read_only=True`: a `mode=ro` connection that
+never creates the file, changes its journal mode or migrates its schema, and refuses a file
+without a task store's schema. While an engine may be writing, SQLite keeps the `-wal` and
+`-shm` files it needs beside the database (a reader may create them; it never changes the
+database file). In a read-only folder without a `-wal` file no engine can be writing, and the
+file is read as immutable.
 """
 
 from __future__ import annotations
@@ -37,80 +40,46 @@ from typing import Any, Final
 from asyncplugin.protocol import TaskState
 
 from ..errors import StoreError
-from ..records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord
+from ..records import CheckRecord, TaskRecord
 from .base import TaskStore
+from .sqlite_schema import (
+    CHECK_COLUMNS,
+    SCHEMA_VERSION,
+    TASK_COLUMNS,
+    check_from_row,
+    check_row,
+    marks,
+    migrate,
+    task_from_row,
+    task_row,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
-
-SCHEMA_VERSION: Final = 1
-
-_SCHEMA_V1: Final = """
-CREATE TABLE tasks (
-    task_id TEXT PRIMARY KEY,
-    target TEXT NOT NULL,
-    method TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    idempotency_key TEXT NOT NULL,
-    options TEXT NOT NULL,
-    create_time REAL NOT NULL,
-    update_time REAL NOT NULL,
-    start_time REAL,
-    end_time REAL,
-    next_check_time REAL,
-    deadline REAL,
-    check_count INTEGER NOT NULL,
-    retries INTEGER NOT NULL,
-    status BLOB,
-    result BLOB,
-    error BLOB
-);
-CREATE INDEX tasks_by_state ON tasks (state, create_time);
-CREATE INDEX tasks_by_time ON tasks (create_time);
-CREATE TABLE checks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    task_id TEXT NOT NULL REFERENCES tasks (task_id),
-    kind TEXT NOT NULL,
-    check_number INTEGER NOT NULL,
-    started_time REAL NOT NULL,
-    finished_time REAL NOT NULL,
-    outcome TEXT NOT NULL,
-    grpc_code TEXT NOT NULL,
-    message TEXT NOT NULL,
-    interval_s REAL,
-    reason TEXT NOT NULL,
-    next_check_time REAL
-);
-CREATE INDEX checks_by_task ON checks (task_id, id);
-"""
-
-# _MIGRATIONS[n] is the SQL script that upgrades a schema from version n to n + 1.
-_MIGRATIONS: Final[dict[int, str]] = {0: _SCHEMA_V1}
-
-_TASK_COLUMNS: Final = (
-    "task_id, target, method, state, payload, idempotency_key, options, create_time, "
-    "update_time, start_time, end_time, next_check_time, deadline, check_count, retries, "
-    "status, result, error"
-)
-_CHECK_COLUMNS: Final = (
-    "task_id, kind, check_number, started_time, finished_time, outcome, grpc_code, message, "
-    "interval_s, reason, next_check_time"
-)
 
 
 class SqliteStore(TaskStore):
     """Tasks in one SQLite file (created with mode 0600: payloads and remote state are private).
 
     Args:
-        path: the database file; created if missing.
+        path: the database file; created if missing (unless `read_only`).
         synchronous: SQLite's `synchronous` pragma: "NORMAL" (default, crash-safe) or "FULL"
             (also power-loss-safe, slower).
+        read_only: open for reading only, as `asyncplugin tasks` does: the file must exist and
+            hold a task store's schema; nothing is created, migrated or written, and the store
+            cannot be claimed by an engine.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "NORMAL",
+        read_only: bool = False,
+    ) -> None:
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, got {synchronous!r}")
         self.path = Path(path)
+        self.read_only = read_only
         self._synchronous = synchronous.upper()
         self._db: sqlite3.Connection | None = None
         self._claim_fd: int | None = None
@@ -121,6 +90,11 @@ class SqliteStore(TaskStore):
         when the holder exits, kill -9 included, so a restarted engine claims it at once."""
         if self._claim_fd is not None:
             return
+        if self.read_only:
+            raise StoreError(
+                f"{self.path}: the store was opened read-only; an engine needs "
+                "SqliteStore(path) without read_only"
+            )
         lock_path = self.path.with_name(self.path.name + ".lock")
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
@@ -134,13 +108,34 @@ class SqliteStore(TaskStore):
         self._claim_fd = fd
 
     async def open(self) -> None:
-        """Opens the file, enables WAL, and creates or migrates the schema."""
+        """Opens the file. An engine's store: creates the file if missing, enables WAL, creates
+        or migrates the schema, and checks that the file can be written. A read-only store:
+        opens the existing file for reading and checks its schema, changing nothing.
+
+        Raises:
+            StoreError: the file cannot be used, naming it, the cause (with the SQLite error
+                code) and what to do.
+        """
         if self._db is not None:
             return
+        self._db = self._open_reader() if self.read_only else self._open_writer()
+
+    def _open_writer(self) -> sqlite3.Connection:
         if not self.path.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            except OSError as err:
+                cause = f"{err.strerror}: {err.filename}" if err.filename else str(err)
+                raise StoreError(
+                    f"{self.path}: cannot create the task store: {cause}; check that its "
+                    "folder exists and can be written"
+                ) from err
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:
+            text = _explain(f"{self.path}: cannot open the task store: {err}", err)
+            raise StoreError(text) from err
         try:
             db.execute("PRAGMA busy_timeout = 5000")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -148,14 +143,50 @@ class SqliteStore(TaskStore):
                 raise StoreError(f"{self.path}: cannot enable WAL mode (got {mode})")
             db.execute(f"PRAGMA synchronous = {self._synchronous}")
             db.execute("PRAGMA foreign_keys = ON")
-            _migrate(db, self.path)
-        except sqlite3.DatabaseError as err:
+            migrate(db, self.path)
+        except sqlite3.Error as err:
             db.close()
-            raise StoreError(f"{self.path}: not a usable task store: {err}") from err
+            text = _explain(f"{self.path}: not a usable task store: {err}", err)
+            raise StoreError(text) from err
         except BaseException:
             db.close()
             raise
-        self._db = db
+        try:
+            _check_writable(db)
+        except sqlite3.Error as err:
+            db.close()
+            raise StoreError(_describe(self.path, "write to the task store", err)) from err
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_reader(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            what = "a folder, not a file" if self.path.is_dir() else "the file does not exist"
+            raise StoreError(f"{self.path}: no task store here ({what})")
+        try:
+            db, version = _connect_read_only(self.path)
+        except sqlite3.Error as err:
+            text = _explain(f"{self.path}: not a usable task store: {err}", err)
+            raise StoreError(text) from err
+        problem = ""
+        if version == 0:
+            problem = "no task store schema (an engine or 'asyncplugin invoke' creates it)"
+        elif version > SCHEMA_VERSION:
+            problem = (
+                f"schema version {version} was written by a newer asyncplugin (this one reads "
+                f"up to {SCHEMA_VERSION})"
+            )
+        elif version < SCHEMA_VERSION:
+            problem = (
+                f"schema version {version} is older than this asyncplugin's "
+                f"({SCHEMA_VERSION}); a reader does not migrate it: start an engine on it once"
+            )
+        if problem:
+            db.close()
+            raise StoreError(f"{self.path}: not a task store: {problem}")
+        return db
 
     async def close(self) -> None:
         """Closes the file and releases the claim."""
@@ -182,68 +213,74 @@ class SqliteStore(TaskStore):
         except sqlite3.Error as err:
             raise StoreError(_describe(self.path, action, err)) from err
 
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.path}: the store was opened read-only; it cannot be written")
+
     async def create(self, record: TaskRecord) -> None:
         """Adds a new task."""
+        self._require_writable()
         try:
             with self._guard("record a new task"), _transaction(self._conn) as db:
                 db.execute(
-                    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({_marks(18)})",
-                    _task_row(record),
+                    f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({marks(18)})",
+                    task_row(record),
                 )
         except sqlite3.IntegrityError as err:
             raise ValueError(f"task {record.task_id!r} already exists") from err
 
     async def record(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
         """Replaces the task's row and/or appends check rows, in one transaction."""
+        self._require_writable()
         with self._guard("record a task's progress"), _transaction(self._conn) as db:
             if record is not None:
-                row = _task_row(record)
+                row = task_row(record)
                 cursor = db.execute(
-                    f"UPDATE tasks SET ({_TASK_COLUMNS}) = ({_marks(18)}) WHERE task_id = ?",
+                    f"UPDATE tasks SET ({TASK_COLUMNS}) = ({marks(18)}) WHERE task_id = ?",
                     (*row, record.task_id),
                 )
                 if cursor.rowcount != 1:
                     raise KeyError(f"task {record.task_id!r} is not in the store")
             if checks:
                 db.executemany(
-                    f"INSERT INTO checks ({_CHECK_COLUMNS}) VALUES ({_marks(11)})",
-                    [_check_row(check) for check in checks],
+                    f"INSERT INTO checks ({CHECK_COLUMNS}) VALUES ({marks(11)})",
+                    [check_row(check) for check in checks],
                 )
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task's record, or None."""
         with self._guard("read a task"):
             row = self._conn.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)
             ).fetchone()
-        return _task_from_row(row) if row else None
+        return task_from_row(row) if row else None
 
     async def list(
         self, *, states: Collection[TaskState] | None = None, limit: int | None = None
     ) -> builtins.list[TaskRecord]:
         """Tasks in the given states, newest first."""
-        sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
+        sql = f"SELECT {TASK_COLUMNS} FROM tasks"
         params: list[Any] = []
         if states is not None:
             wanted = [int(state) for state in states]
             if not wanted:
                 return []
-            sql += f" WHERE state IN ({_marks(len(wanted))})"
+            sql += f" WHERE state IN ({marks(len(wanted))})"
             params.extend(wanted)
         sql += " ORDER BY create_time DESC, rowid DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         with self._guard("list tasks"):
-            return [_task_from_row(row) for row in self._conn.execute(sql, params)]
+            return [task_from_row(row) for row in self._conn.execute(sql, params)]
 
     async def checks(self, task_id: str) -> builtins.list[CheckRecord]:
         """The task's check history, oldest first."""
         with self._guard("read a check history"):
             rows = self._conn.execute(
-                f"SELECT {_CHECK_COLUMNS} FROM checks WHERE task_id = ? ORDER BY id", (task_id,)
+                f"SELECT {CHECK_COLUMNS} FROM checks WHERE task_id = ? ORDER BY id", (task_id,)
             )
-            return [_check_from_row(row) for row in rows]
+            return [check_from_row(row) for row in rows]
 
 
 class _transaction:
@@ -282,120 +319,61 @@ _HINTS: Final = {
     "SQLITE_IOERR": "the disk failed a read or write; check the device and free space",
     "SQLITE_CORRUPT": "the file is damaged; restore it from a backup",
     "SQLITE_NOTADB": "the file is not an SQLite database",
+    "SQLITE_CANTOPEN": "the file cannot be opened; check that its folder exists and that the "
+    "file and its folder can be read (and written, by an engine)",
 }
 
 
 def _describe(path: Path, action: str, err: sqlite3.Error) -> str:
     """ "<file>: cannot <action>: <sqlite message> (<code>); <what to do>"."""
+    return _explain(f"{path}: cannot {action}: {err}", err)
+
+
+def _explain(text: str, err: sqlite3.Error) -> str:
+    """`text` with the SQLite error code and what to do about it: "<text> (<code>); <hint>"."""
     name = str(getattr(err, "sqlite_errorname", "") or "")
-    hint = next((text for code, text in _HINTS.items() if name.startswith(code)), "")
-    text = f"{path}: cannot {action}: {err}"
+    hint = next((hint for code, hint in _HINTS.items() if name.startswith(code)), "")
     if name:
         text += f" ({name})"
     return f"{text}; {hint}" if hint else text
 
 
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
+def _check_writable(db: sqlite3.Connection) -> None:
+    """Writes the schema version again and rolls it back: SQLite opens a file it may not write
+    read-only without a word, and would otherwise fail only at the first real write, after
+    calls were sent. Nothing reaches the file."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path}: schema version {version} was written by a newer asyncplugin "
-            f"(this one reads up to {SCHEMA_VERSION})"
-        )
-    while version < SCHEMA_VERSION:
-        # executescript commits any open transaction first, so the script carries its own.
-        script = f"BEGIN IMMEDIATE; {_MIGRATIONS[version]} PRAGMA user_version = {version + 1};"
-        try:
-            db.executescript(script + " COMMIT;")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(f"PRAGMA user_version = {version}")
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+
+
+def _connect_read_only(path: Path) -> tuple[sqlite3.Connection, int]:
+    """A `mode=ro` connection to `path` and the schema version it reads."""
+    uri = path.resolve().as_uri()
+    try:
+        return _read_only_at(f"{uri}?mode=ro")
+    except sqlite3.OperationalError as err:
+        # SQLite reads a WAL database through its -shm index, which it cannot create in a
+        # read-only folder. Without a -wal file nobody can be writing there (a writer would
+        # need one), so the file is safe to read as immutable.
+        name = str(getattr(err, "sqlite_errorname", "") or "")
+        wal = path.with_name(path.name + "-wal")
+        if name not in ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN") or wal.exists():
             raise
-        version += 1
+        return _read_only_at(f"{uri}?mode=ro&immutable=1")
 
 
-def _marks(count: int) -> str:
-    return ", ".join("?" * count)
-
-
-def _task_row(r: TaskRecord) -> tuple[Any, ...]:
-    return (
-        r.task_id,
-        r.target,
-        r.method,
-        int(r.state),
-        r.payload,
-        r.idempotency_key,
-        r.options.to_json(),
-        r.create_time,
-        r.update_time,
-        r.start_time,
-        r.end_time,
-        r.next_check_time,
-        r.deadline,
-        r.check_count,
-        r.retries,
-        r.status,
-        r.result,
-        r.error,
-    )
-
-
-def _task_from_row(row: tuple[Any, ...]) -> TaskRecord:
-    (task_id, target, method, state, payload, key, options, create_time, update_time,
-     start_time, end_time, next_check_time, deadline, check_count, retries, status, result,
-     error) = row  # fmt: skip
-    return TaskRecord(
-        task_id=task_id,
-        target=target,
-        method=method,
-        state=TaskState(state),
-        payload=bytes(payload),
-        idempotency_key=key,
-        options=TaskOptions.from_json(options),
-        create_time=create_time,
-        update_time=update_time,
-        start_time=start_time,
-        end_time=end_time,
-        next_check_time=next_check_time,
-        deadline=deadline,
-        check_count=check_count,
-        retries=retries,
-        status=bytes(status) if status is not None else None,
-        result=bytes(result) if result is not None else None,
-        error=bytes(error) if error is not None else None,
-    )
-
-
-def _check_row(c: CheckRecord) -> tuple[Any, ...]:
-    return (
-        c.task_id,
-        str(c.kind),
-        c.check_number,
-        c.started_time,
-        c.finished_time,
-        str(c.outcome),
-        c.grpc_code,
-        c.message,
-        c.interval_s,
-        c.reason,
-        c.next_check_time,
-    )
-
-
-def _check_from_row(row: tuple[Any, ...]) -> CheckRecord:
-    (task_id, kind, number, started, finished, outcome, code, message, interval_s, reason,
-     next_check_time) = row  # fmt: skip
-    return CheckRecord(
-        task_id=task_id,
-        kind=CallKind(kind),
-        check_number=number,
-        started_time=started,
-        finished_time=finished,
-        outcome=CheckOutcome(outcome),
-        grpc_code=code,
-        message=message,
-        interval_s=interval_s,
-        reason=reason,
-        next_check_time=next_check_time,
-    )
+def _read_only_at(uri: str) -> tuple[sqlite3.Connection, int]:
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.execute("PRAGMA query_only = ON")
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    except BaseException:
+        db.close()
+        raise
+    return db, version

@@ -1,0 +1,197 @@
+"""The SQLite task store's schema, its migrations, and the conversions between rows and records.
+
+Schema (version 1):
+    tasks(task_id PK, target, method, state INT, payload BLOB, idempotency_key, options JSON,
+          create_time, update_time, start_time, end_time, next_check_time, deadline REAL,
+          check_count, retries INT, status BLOB (last Task), result BLOB, error BLOB (Error))
+    checks(id PK autoincrement, task_id, kind, check_number, started_time, finished_time,
+           outcome, grpc_code, message, interval_s, reason, next_check_time)
+Times are epoch seconds (REAL); protobuf values are stored as their encoded bytes.
+
+The schema is versioned by `PRAGMA user_version`: `_MIGRATIONS[n]` upgrades version n to n + 1,
+and `migrate` applies them in order, each in its own transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Final
+
+from asyncplugin.protocol import TaskState
+
+from ..errors import StoreError
+from ..records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord
+
+__all__ = [
+    "CHECK_COLUMNS",
+    "SCHEMA_VERSION",
+    "TASK_COLUMNS",
+    "check_from_row",
+    "check_row",
+    "marks",
+    "migrate",
+    "task_from_row",
+    "task_row",
+]
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA_V1: Final = """
+CREATE TABLE tasks (
+    task_id TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    method TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    options TEXT NOT NULL,
+    create_time REAL NOT NULL,
+    update_time REAL NOT NULL,
+    start_time REAL,
+    end_time REAL,
+    next_check_time REAL,
+    deadline REAL,
+    check_count INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    status BLOB,
+    result BLOB,
+    error BLOB
+);
+CREATE INDEX tasks_by_state ON tasks (state, create_time);
+CREATE INDEX tasks_by_time ON tasks (create_time);
+CREATE TABLE checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL REFERENCES tasks (task_id),
+    kind TEXT NOT NULL,
+    check_number INTEGER NOT NULL,
+    started_time REAL NOT NULL,
+    finished_time REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    grpc_code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    interval_s REAL,
+    reason TEXT NOT NULL,
+    next_check_time REAL
+);
+CREATE INDEX checks_by_task ON checks (task_id, id);
+"""
+
+# _MIGRATIONS[n] is the SQL script that upgrades a schema from version n to n + 1.
+_MIGRATIONS: Final[dict[int, str]] = {0: _SCHEMA_V1}
+
+TASK_COLUMNS: Final = (
+    "task_id, target, method, state, payload, idempotency_key, options, create_time, "
+    "update_time, start_time, end_time, next_check_time, deadline, check_count, retries, "
+    "status, result, error"
+)
+CHECK_COLUMNS: Final = (
+    "task_id, kind, check_number, started_time, finished_time, outcome, grpc_code, message, "
+    "interval_s, reason, next_check_time"
+)
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version} was written by a newer asyncplugin "
+            f"(this one reads up to {SCHEMA_VERSION})"
+        )
+    while version < SCHEMA_VERSION:
+        # executescript commits any open transaction first, so the script carries its own.
+        script = f"BEGIN IMMEDIATE; {_MIGRATIONS[version]} PRAGMA user_version = {version + 1};"
+        try:
+            db.executescript(script + " COMMIT;")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        version += 1
+
+
+def marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def task_row(r: TaskRecord) -> tuple[Any, ...]:
+    return (
+        r.task_id,
+        r.target,
+        r.method,
+        int(r.state),
+        r.payload,
+        r.idempotency_key,
+        r.options.to_json(),
+        r.create_time,
+        r.update_time,
+        r.start_time,
+        r.end_time,
+        r.next_check_time,
+        r.deadline,
+        r.check_count,
+        r.retries,
+        r.status,
+        r.result,
+        r.error,
+    )
+
+
+def task_from_row(row: tuple[Any, ...]) -> TaskRecord:
+    (task_id, target, method, state, payload, key, options, create_time, update_time,
+     start_time, end_time, next_check_time, deadline, check_count, retries, status, result,
+     error) = row  # fmt: skip
+    return TaskRecord(
+        task_id=task_id,
+        target=target,
+        method=method,
+        state=TaskState(state),
+        payload=bytes(payload),
+        idempotency_key=key,
+        options=TaskOptions.from_json(options),
+        create_time=create_time,
+        update_time=update_time,
+        start_time=start_time,
+        end_time=end_time,
+        next_check_time=next_check_time,
+        deadline=deadline,
+        check_count=check_count,
+        retries=retries,
+        status=bytes(status) if status is not None else None,
+        result=bytes(result) if result is not None else None,
+        error=bytes(error) if error is not None else None,
+    )
+
+
+def check_row(c: CheckRecord) -> tuple[Any, ...]:
+    return (
+        c.task_id,
+        str(c.kind),
+        c.check_number,
+        c.started_time,
+        c.finished_time,
+        str(c.outcome),
+        c.grpc_code,
+        c.message,
+        c.interval_s,
+        c.reason,
+        c.next_check_time,
+    )
+
+
+def check_from_row(row: tuple[Any, ...]) -> CheckRecord:
+    (task_id, kind, number, started, finished, outcome, code, message, interval_s, reason,
+     next_check_time) = row  # fmt: skip
+    return CheckRecord(
+        task_id=task_id,
+        kind=CallKind(kind),
+        check_number=number,
+        started_time=started,
+        finished_time=finished,
+        outcome=CheckOutcome(outcome),
+        grpc_code=code,
+        message=message,
+        interval_s=interval_s,
+        reason=reason,
+        next_check_time=next_check_time,
+    )
