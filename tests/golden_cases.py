@@ -211,6 +211,13 @@ def _invalid_data_with_running() -> Message:
     return plugin_pb2.InvokeResponse(data=b"\x0a\x00", status=task)
 
 
+def _invalid_error_metadata() -> Message:
+    error = error_pb2.Error(message="m", metadata={f"k{i:02d}": "v" for i in range(65)})
+    return plugin_pb2.InvokeResponse(
+        status=task_pb2.Task(state=task_pb2.TASK_STATE_FAILED, error=error)
+    )
+
+
 def _invalid_waiting() -> Message:
     return plugin_pb2.InvokeResponse(status=task_pb2.Task(state=task_pb2.TASK_STATE_WAITING))
 
@@ -226,6 +233,7 @@ INVALID: dict[str, tuple[Callable[[], Message], str]] = {
     "response_failed_without_error": (_invalid_failed_without_error, "FAILED_WITHOUT_ERROR"),
     "response_data_with_running": (_invalid_data_with_running, "DATA_WITH_UNFINISHED_STATE"),
     "response_waiting": (_invalid_waiting, "STATE_NOT_ALLOWED_IN_ANSWER"),
+    "response_error_metadata_too_large": (_invalid_error_metadata, "ERROR_METADATA_TOO_LARGE"),
 }
 """Name -> (builder, the rule an InvokeResponse decoded from it breaks first)."""
 

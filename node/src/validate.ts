@@ -24,6 +24,8 @@ export const LIMITS = {
   DETAIL_MAX_BYTES: 16_384,
   CODE_MAX_BYTES: 128,
   DOMAIN_MAX_BYTES: 256,
+  ERROR_METADATA_MAX_ENTRIES: 64,
+  ERROR_METADATA_MAX_BYTES: 16_384,
 } as const;
 
 /** Every rule name, with a one-line statement of it. */
@@ -40,6 +42,7 @@ export const RULES = {
   ERROR_WITHOUT_FAILED: "A Task that is not FAILED must not carry an error.",
   ERROR_WITHOUT_MESSAGE: "An Error's message must not be empty.",
   ERROR_TOO_DEEP: `Errors nest at most ${LIMITS.ERROR_MAX_DEPTH} deep.`,
+  ERROR_METADATA_TOO_LARGE: `An Error's metadata holds at most ${LIMITS.ERROR_METADATA_MAX_ENTRIES} entries and ${LIMITS.ERROR_METADATA_MAX_BYTES} bytes of keys and values.`,
   CANCELLED_WITHOUT_REQUEST: "A plugin answers CANCELLED only to cancel_requested = true.",
   REMOTE_STATUS_INPUT_TOO_LARGE: `remote_status_input is at most ${LIMITS.REMOTE_STATUS_MAX_BYTES} bytes serialized.`,
   REMOTE_STATUS_INPUT_TOO_DEEP: `remote_status_input nests at most ${LIMITS.STRUCT_MAX_DEPTH} levels.`,
@@ -206,6 +209,22 @@ function structViolations(
   return found;
 }
 
+/** The metadata map's bounds: entries first, then the UTF-8 bytes of its keys and values together. */
+function metadataViolations(metadata: Record<string, string>, path: string): ProtocolViolation[] {
+  const field = `${path}.metadata`;
+  const entries = Object.entries(metadata);
+  let detail: string;
+  if (entries.length > LIMITS.ERROR_METADATA_MAX_ENTRIES) {
+    detail = `${entries.length} entries; limit ${LIMITS.ERROR_METADATA_MAX_ENTRIES}`;
+  } else {
+    let size = 0;
+    for (const [key, value] of entries) size += Buffer.byteLength(key, "utf8") + Buffer.byteLength(value, "utf8");
+    if (size <= LIMITS.ERROR_METADATA_MAX_BYTES) return [];
+    detail = `${size} bytes of keys and values; limit ${LIMITS.ERROR_METADATA_MAX_BYTES}`;
+  }
+  return [new ProtocolViolation("ERROR_METADATA_TOO_LARGE", `${field} has ${detail}`, field)];
+}
+
 /** Every rule the error envelope (and its wrapped chain) breaks. */
 export function errorViolations(error: ErrorEnvelope, path = "error"): ProtocolViolation[] {
   const found: ProtocolViolation[] = [];
@@ -234,6 +253,7 @@ export function errorViolations(error: ErrorEnvelope, path = "error"): ProtocolV
     for (const [key, name, limit] of ERROR_TEXT_LIMITS) {
       found.push(...text(current[key], limit, `${currentPath}.${name}`));
     }
+    found.push(...metadataViolations(current.metadata, currentPath));
     const wrapped: ErrorEnvelope["wrapped"] = current.wrapped;
     if (wrapped.case === "wrappedMessage") {
       found.push(...text(wrapped.value, LIMITS.DETAIL_MAX_BYTES, `${currentPath}.wrapped_message`));

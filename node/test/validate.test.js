@@ -118,6 +118,26 @@ describe("answer rules", () => {
     assert.deepEqual(errorViolations(errorChain(LIMITS.ERROR_MAX_DEPTH)), []);
     assert.deepEqual(errorViolations(errorChain(LIMITS.ERROR_MAX_DEPTH + 1)).map((v) => v.rule), ["ERROR_TOO_DEEP"]);
   });
+  test("ERROR_METADATA_TOO_LARGE: 64 entries and 16,384 bytes of keys and values pass, more do not", () => {
+    assert.equal(LIMITS.ERROR_METADATA_MAX_ENTRIES, 64);
+    assert.equal(LIMITS.ERROR_METADATA_MAX_BYTES, 16_384);
+    /** `count` entries of exactly `entryBytes` UTF-8 bytes each ("k000" + the value). */
+    const entries = (count, entryBytes) =>
+      Object.fromEntries(Array.from({ length: count }, (_, i) => [`k${String(i).padStart(3, "0")}`, "v".repeat(entryBytes - 4)]));
+    const failed = (metadata) => errorViolations(create(ErrorSchema, { message: "m", metadata }));
+    assert.deepEqual(failed(entries(64, 256)), []);
+    const tooMany = failed(entries(65, 8));
+    assert.deepEqual(tooMany.map((v) => [v.rule, v.field]), [["ERROR_METADATA_TOO_LARGE", "error.metadata"]]);
+    assert.match(tooMany[0].message, /has 65 entries; limit 64$/);
+    const tooBig = failed({ ...entries(63, 256), k063: "v".repeat(253) });
+    assert.match(tooBig[0].message, /has 16385 bytes of keys and values; limit 16384$/);
+    // UTF-8 bytes, not characters: 2 + 2 x 8,192 bytes.
+    assert.match(failed({ é: "é".repeat(8192) })[0].message, /has 16386 bytes/);
+    // In a wrapped Error too.
+    const inner = create(ErrorSchema, { message: "inner", metadata: entries(65, 8) });
+    const outer = create(ErrorSchema, { message: "outer", wrapped: { case: "wrappedError", value: inner } });
+    assert.deepEqual(errorViolations(outer).map((v) => v.field), ["error.wrapped_error.metadata"]);
+  });
   test("CANCELLED_WITHOUT_REQUEST", () => {
     assert.deepEqual(taskRules(task({ state: TaskState.CANCELLED })), ["CANCELLED_WITHOUT_REQUEST"]);
   });

@@ -44,6 +44,11 @@ def _chain(depth: int) -> error_pb2.Error:
     return error
 
 
+def _metadata(entries: int, entry_bytes: int) -> dict[str, str]:
+    """`entries` entries of exactly `entry_bytes` bytes each (key and value together)."""
+    return {f"k{i:03d}": "v" * (entry_bytes - 4) for i in range(entries)}
+
+
 def _response(task: task_pb2.Task, data: bytes | None = None) -> plugin_pb2.InvokeResponse:
     out = plugin_pb2.InvokeResponse(status=task)
     if data is not None:
@@ -122,6 +127,10 @@ RESPONSE_CASES: dict[str, tuple[ResponseCase, str]] = {
     ),
     "ERROR_WITHOUT_MESSAGE": (lambda: _failed(error_pb2.Error(code="X")), "status.error.message"),
     "ERROR_TOO_DEEP": (lambda: _failed(_chain(limits.ERROR_MAX_DEPTH + 1)), "status.error"),
+    "ERROR_METADATA_TOO_LARGE": (
+        lambda: _failed(error_pb2.Error(message="m", metadata=_metadata(65, 2))),
+        "status.error.metadata",
+    ),
     "CANCELLED_WITHOUT_REQUEST": (
         lambda: _response(task_pb2.Task(state=task_pb2.TASK_STATE_CANCELLED)),
         "status.state",
@@ -235,6 +244,7 @@ def test_every_rule_has_a_case_and_is_documented_in_the_proto() -> None:
         plugin_pb2.InvokeResponse(status=task_pb2.Task(state=task_pb2.TASK_STATE_SUCCEEDED)),
         _failed(_chain(limits.ERROR_MAX_DEPTH)),
         _response(_running(progress=task_pb2.Progress(fraction=1.0, done=10, total=10))),
+        _failed(error_pb2.Error(message="m", metadata=_metadata(64, 256))),  # 64, 16,384 B
     ],
 )
 def test_valid_answers_pass(response: plugin_pb2.InvokeResponse) -> None:
@@ -246,6 +256,24 @@ def test_valid_answers_pass(response: plugin_pb2.InvokeResponse) -> None:
     assert decoded == response
     assert decoded.HasField("data") is response.HasField("data")
     assert decoded.status.state == response.status.state
+
+
+@pytest.mark.parametrize(
+    ("metadata", "detail"),
+    [
+        (_metadata(65, 2), "has 65 entries; limit 64"),
+        (_metadata(64, 256) | {"k000": "v" * 253}, "16385 bytes of keys and values; limit 16384"),
+        ({"é": "é" * 8192}, "16386 bytes of keys and values; limit 16384"),  # UTF-8 bytes count
+    ],
+)
+def test_error_metadata_limits(metadata: dict[str, str], detail: str) -> None:
+    """Error.metadata: 64 entries and 16,384 bytes of keys and values, in every wrapped Error."""
+    outer = error_pb2.Error(message="outer", wrapped_error=error_pb2.Error(message="inner"))
+    outer.wrapped_error.metadata.update(metadata)
+    [violation] = response_violations(_failed(outer))
+    assert violation.rule == "ERROR_METADATA_TOO_LARGE"
+    assert violation.field == "status.error.wrapped_error.metadata"
+    assert violation.detail.endswith(detail)
 
 
 def test_cancelled_is_valid_in_answer_to_a_cancel_request() -> None:

@@ -32,6 +32,8 @@ from asyncplugin.protocol import (
     validate,
 )
 from asyncplugin.v1 import plugin_pb2, task_pb2
+from tests.engine.conftest import MakeEngine, Serve
+from tests.engine.plugins import constant
 from tests.reliability.bad_answers import nested_struct
 
 PROTO = Path(__file__).resolve().parents[2] / "proto" / "asyncplugin" / "v1"
@@ -76,7 +78,7 @@ TEXT_LIMITS = {
     "Progress.stage": limits.CODE_MAX_BYTES,
 }
 STRUCTS = ("Task.remote_status_input", "Task.remote_status_output")
-UNLIMITED = {"Task.task_id": "engine-owned", "Error.metadata": "bounded by the message size only"}
+UNLIMITED = {"Task.task_id": "engine-owned"}
 
 
 def test_proto_comments_state_the_enforced_limits() -> None:
@@ -93,7 +95,17 @@ def test_proto_comments_state_the_enforced_limits() -> None:
     assert written == {
         **TEXT_LIMITS,
         **dict.fromkeys(STRUCTS, limits.REMOTE_STATUS_MAX_BYTES),
+        "Error.metadata": limits.ERROR_METADATA_MAX_BYTES,
     }
+    metadata = comments["Error.metadata"]
+    assert _number(metadata, r"[Aa]t most ([\d,]+) entries") == limits.ERROR_METADATA_MAX_ENTRIES
+    assert "ERROR_METADATA_TOO_LARGE" in metadata
+    task_proto = (PROTO / "task.proto").read_text()
+    assert (
+        "`Error.metadata` (error.proto), in `error` and every wrapped Error: at most "
+        f"{limits.ERROR_METADATA_MAX_ENTRIES:,} entries, and\n//     at most "
+        f"{limits.ERROR_METADATA_MAX_BYTES:,} bytes of keys and values together"
+    ) in task_proto
     for name in STRUCTS:
         assert _number(comments[name], r"([\d,]+) levels") == limits.STRUCT_MAX_DEPTH
     assert _number(comments["Error.wrapped"], r"(\d+) Errors deep") == limits.ERROR_MAX_DEPTH
@@ -317,6 +329,76 @@ async def test_error_chain_is_capped_by_the_sdk() -> None:
     assert depth == limits.ERROR_MAX_DEPTH
     assert current.wrapped_message.startswith("PluginError: level 9")
     assert _engine_rule(answer) == ""
+
+
+def _entries(count: int, total_bytes: int) -> dict[str, str]:
+    """`count` metadata entries whose keys and values take exactly `total_bytes` UTF-8 bytes
+    (two-byte characters in the values, so bytes and not characters are counted)."""
+    keys = [f"k{i:03d}" for i in range(count)]
+    room = total_bytes - 4 * count
+    values = ["é" * (room // count // 2) for _ in keys]
+    values[0] += "x" * (room - sum(len(v.encode()) for v in values))
+    found = {key: value for key, value in zip(keys, values, strict=True)}
+    assert sum(len(k.encode()) + len(v.encode()) for k, v in found.items()) == total_bytes
+    return found
+
+
+def _raw_failed(metadata: dict[str, str]) -> plugin_pb2.InvokeResponse:
+    """A FAILED answer built without the SDK, as a broken plugin would send it."""
+    task = task_pb2.Task(state=task_pb2.TASK_STATE_FAILED)
+    task.error.message = "m"
+    task.error.metadata.update(metadata)
+    return plugin_pb2.InvokeResponse(status=task)
+
+
+@pytest.mark.parametrize(
+    ("count", "total_bytes", "rule"),
+    [
+        (limits.ERROR_METADATA_MAX_ENTRIES, limits.ERROR_METADATA_MAX_BYTES, ""),
+        (limits.ERROR_METADATA_MAX_ENTRIES + 1, 4 * 65, "ERROR_METADATA_TOO_LARGE"),
+        (3, limits.ERROR_METADATA_MAX_BYTES + 1, "ERROR_METADATA_TOO_LARGE"),
+    ],
+)
+async def test_error_metadata_limits_hold_on_both_sides(
+    count: int, total_bytes: int, rule: str
+) -> None:
+    """64 entries of 16,384 bytes in all pass both sides; one entry or one byte more, and the
+    SDK sends FAILED INVALID_PLUGIN_RESPONSE naming ERROR_METADATA_TOO_LARGE instead, while the
+    engine refuses the raw answer with that rule."""
+    metadata = _entries(count, total_bytes)
+    answer = await _sdk_answer(error=PluginError(message="m", code="X", metadata=metadata))
+    if rule:
+        assert answer.status.error.code == "INVALID_PLUGIN_RESPONSE"
+        assert answer.status.error.metadata["rule"] == rule
+        assert len(answer.status.error.metadata) == 1  # the refused map was not sent
+        assert _engine_rule(_raw_failed(metadata)) == rule
+    else:
+        assert answer.status.error.code == "X"
+        assert dict(answer.status.error.metadata) == metadata
+        assert _engine_rule(answer) == ""
+
+
+async def test_a_huge_error_metadata_map_is_refused_not_stored(
+    make_engine: MakeEngine, serve: Serve
+) -> None:
+    """The 3.9 MB map once accepted, stored and printed by `tasks show`: the engine fails the
+    task PROTOCOL_VIOLATION naming the rule and records none of the map."""
+    huge = {f"key-{i}": "v" * 60_000 for i in range(65)}
+    raw = _raw_failed(huge)
+    assert raw.ByteSize() > 3_900_000
+    plugin = await serve(constant(raw))
+    engine = await make_engine()
+    record = await engine.invoke(plugin.target)
+    assert record.state is TaskState.FAILED
+    error = record.error_proto()
+    assert (error.code, error.metadata["rule"]) == (
+        "PROTOCOL_VIOLATION",
+        "ERROR_METADATA_TOO_LARGE",
+    )
+    detail = "status.error.metadata has 65 entries; limit 64"
+    assert detail in error.message + error.internal_message
+    assert len(record.error or b"") < 4096
+    assert len(record.status or b"") < 4096
 
 
 def _request(**status_fields: Any) -> bytes:

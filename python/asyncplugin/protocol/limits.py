@@ -27,3 +27,12 @@ CODE_MAX_BYTES: Final = 128
 
 DOMAIN_MAX_BYTES: Final = 256
 """Largest error domain, in UTF-8 bytes."""
+
+ERROR_METADATA_MAX_ENTRIES: Final = 64
+"""Most entries in one Error's `metadata` map (a few machine-readable details, not a payload;
+64 keep the map readable where it is printed, as `asyncplugin tasks show` does)."""
+
+ERROR_METADATA_MAX_BYTES: Final = 16_384
+"""Largest total of one Error's `metadata` keys and values, in UTF-8 bytes: the limit of
+`internal_message`, the largest free text, so one Error stays within tens of KiB wherever it is
+stored, logged or printed (a map had no bound but the 4 MiB message size)."""

@@ -33,6 +33,9 @@ RULES: Final[dict[str, str]] = {
     "ERROR_WITHOUT_FAILED": "A Task that is not FAILED must not carry an error.",
     "ERROR_WITHOUT_MESSAGE": "An Error's message must not be empty.",
     "ERROR_TOO_DEEP": f"Errors nest at most {limits.ERROR_MAX_DEPTH} deep.",
+    "ERROR_METADATA_TOO_LARGE": f"An Error's metadata holds at most "
+    f"{limits.ERROR_METADATA_MAX_ENTRIES} entries and {limits.ERROR_METADATA_MAX_BYTES} bytes of "
+    "keys and values.",
     "CANCELLED_WITHOUT_REQUEST": "A plugin answers CANCELLED only to cancel_requested = true.",
     "REMOTE_STATUS_INPUT_TOO_LARGE": f"remote_status_input is at most "
     f"{limits.REMOTE_STATUS_MAX_BYTES} bytes serialized.",
@@ -146,6 +149,24 @@ def _struct(
         )
 
 
+def _metadata(error: error_pb2.Error, path: str) -> Iterator[ProtocolViolation]:
+    """The metadata map's bounds: entries first (counting them is cheap, summing a huge map's
+    bytes is not), then the UTF-8 bytes of its keys and values together."""
+    entries = len(error.metadata)
+    if entries > limits.ERROR_METADATA_MAX_ENTRIES:
+        detail = f"{entries} entries; limit {limits.ERROR_METADATA_MAX_ENTRIES}"
+    else:
+        size = sum(
+            len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in error.metadata.items()
+        )
+        if size <= limits.ERROR_METADATA_MAX_BYTES:
+            return
+        detail = f"{size} bytes of keys and values; limit {limits.ERROR_METADATA_MAX_BYTES}"
+    yield _violation(
+        "ERROR_METADATA_TOO_LARGE", f"{path}.metadata", f"{path}.metadata has {detail}"
+    )
+
+
 def error_violations(error: error_pb2.Error, *, path: str = "error") -> Iterator[ProtocolViolation]:
     """Yields every rule the error envelope (and its wrapped chain) breaks."""
     depth = 1
@@ -167,6 +188,7 @@ def error_violations(error: error_pb2.Error, *, path: str = "error") -> Iterator
             )
         for name, limit in _ERROR_TEXT_LIMITS:
             yield from _text(current, name, limit, current_path)
+        yield from _metadata(current, current_path)
         if current.WhichOneof("wrapped") == "wrapped_error":
             current = current.wrapped_error
             current_path += ".wrapped_error"

@@ -111,7 +111,10 @@ class Error(_message.Message):
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Structured, machine-readable details about the error, such as {"max_seconds": "600"}. Maps to
-        google.rpc.ErrorInfo.metadata.
+        google.rpc.ErrorInfo.metadata. A few short details, not a payload: at most 64 entries, and at
+        most 16,384 bytes of keys and values together, in UTF-8 (rule ERROR_METADATA_TOO_LARGE). The
+        byte limit is that of `internal_message`, the largest free text, so one Error stays within
+        tens of KiB wherever it is stored, logged or printed; 64 entries keep it readable in a table.
         """
 
     @_builtins.property

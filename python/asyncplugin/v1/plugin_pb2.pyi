@@ -38,6 +38,8 @@ validation module (python/asyncplugin/protocol/validate.py) and in the conforman
   - ERROR_WITHOUT_FAILED: a Task that is not FAILED must not carry `error`.
   - ERROR_WITHOUT_MESSAGE: an Error's `message` must not be empty.
   - ERROR_TOO_DEEP: Errors nest at most 8 deep.
+  - ERROR_METADATA_TOO_LARGE: an Error's `metadata` holds at most 64 entries and 16,384 bytes of
+    keys and values together (see error.proto).
   - CANCELLED_WITHOUT_REQUEST: a plugin answers CANCELLED only to `cancel_requested = true`.
   - REMOTE_STATUS_INPUT_TOO_LARGE / REMOTE_STATUS_INPUT_TOO_DEEP, REMOTE_STATUS_OUTPUT_TOO_LARGE /
     REMOTE_STATUS_OUTPUT_TOO_DEEP: see the limits in task.proto.

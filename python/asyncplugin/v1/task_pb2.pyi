@@ -22,6 +22,8 @@ Limits (both sides enforce them; a violation is a protocol error, see plugin.pro
   - `remote_status_output`: at most 65,536 bytes when serialized, and at most 32 levels.
   - `status_message`, `status_suggestion`, `remote_status_message`: at most 4,096 bytes each.
   - `status_code`: at most 128 bytes.
+  - `Error.metadata` (error.proto), in `error` and every wrapped Error: at most 64 entries, and
+    at most 16,384 bytes of keys and values together (rule ERROR_METADATA_TOO_LARGE).
 """
 
 from asyncplugin.v1 import error_pb2 as _error_pb2

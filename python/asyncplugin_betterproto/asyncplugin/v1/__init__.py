@@ -151,7 +151,10 @@ class Error(betterproto2.Message):
     )
     """
     Structured, machine-readable details about the error, such as {"max_seconds": "600"}. Maps to
-    google.rpc.ErrorInfo.metadata.
+    google.rpc.ErrorInfo.metadata. A few short details, not a payload: at most 64 entries, and at
+    most 16,384 bytes of keys and values together, in UTF-8 (rule ERROR_METADATA_TOO_LARGE). The
+    byte limit is that of `internal_message`, the largest free text, so one Error stays within
+    tens of KiB wherever it is stored, logged or printed; 64 entries keep it readable in a table.
     """
 
     wrapped_message: "str | None" = betterproto2.field(
