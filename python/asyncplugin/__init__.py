@@ -13,6 +13,7 @@ from .engine import (
     CheckRecord,
     Engine,
     FakeClock,
+    GrpcTransport,
     MemoryStore,
     PollingPolicy,
     SqliteStore,
@@ -23,7 +24,14 @@ from .engine import (
     TransportRetryPolicy,
     WaitTimeout,
 )
-from .plugin import AsyncPlugin, BindError, PluginServer, serve, serve_in_process
+from .plugin import (
+    AsyncPlugin,
+    BindError,
+    PluginServer,
+    ServerSecurity,
+    serve,
+    serve_in_process,
+)
 from .protocol import (
     AsyncPluginError,
     PluginError,
@@ -47,6 +55,7 @@ __all__ = [
     "CheckRecord",
     "Engine",
     "FakeClock",
+    "GrpcTransport",
     "MemoryStore",
     "PluginError",
     "PluginServer",
@@ -56,6 +65,7 @@ __all__ = [
     "Request",
     "RequestContext",
     "Response",
+    "ServerSecurity",
     "SqliteStore",
     "SyncEngine",
     "Task",

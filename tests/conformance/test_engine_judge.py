@@ -20,8 +20,8 @@ from asyncplugin.conformance.observations import (
 )
 from asyncplugin.conformance.reference_plugin import ReferenceServer
 from asyncplugin.conformance.v1 import conformance_pb2
-from asyncplugin.engine import DEFAULT_METHOD, CallKind, CheckOutcome, Engine
-from asyncplugin.protocol import TaskState
+from asyncplugin.engine import CallKind, CheckOutcome, Engine
+from asyncplugin.protocol import GENERIC_METHOD, TaskState
 from asyncplugin.v1 import plugin_pb2, task_pb2
 
 Observation = conformance_pb2.Observation
@@ -95,7 +95,7 @@ class FakeEngine:
 
     def __init__(self, channel: grpc.aio.Channel, scenario: str) -> None:
         self._call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-            DEFAULT_METHOD
+            GENERIC_METHOD
         )
         self.scenario = ALL_SCENARIOS[scenario]
         self.task_id = f"fake-{scenario}"

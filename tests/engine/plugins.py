@@ -17,8 +17,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from asyncplugin.engine import DEFAULT_METHOD
-from asyncplugin.protocol import ProtocolViolation, decode_request, dict_to_struct
+from asyncplugin.protocol import GENERIC_METHOD, ProtocolViolation, decode_request, dict_to_struct
 from asyncplugin.v1 import error_pb2, plugin_pb2, task_pb2
 
 Answer = plugin_pb2.InvokeResponse | bytes
@@ -99,7 +98,7 @@ class PluginServer:
 
     def __init__(self, behaviours: dict[str, Behaviour] | Behaviour, *, port: int = 0) -> None:
         if not isinstance(behaviours, dict):
-            behaviours = {DEFAULT_METHOD: behaviours}
+            behaviours = {GENERIC_METHOD: behaviours}
         self.behaviours = behaviours
         self.port = port
         self.requests: list[tuple[str, plugin_pb2.InvokeRequest]] = []
@@ -113,7 +112,7 @@ class PluginServer:
         """The "host:port" to submit tasks to."""
         return f"127.0.0.1:{self.port}"
 
-    def calls(self, method: str = DEFAULT_METHOD) -> list[plugin_pb2.InvokeRequest]:
+    def calls(self, method: str = GENERIC_METHOD) -> list[plugin_pb2.InvokeRequest]:
         """The requests received on one method, in order."""
         return [request for path, request in self.requests if path == method]
 

@@ -12,7 +12,6 @@ import pytest
 from google.protobuf import struct_pb2
 
 from asyncplugin.engine import (
-    DEFAULT_METHOD,
     Engine,
     EngineClosed,
     EngineError,
@@ -26,7 +25,13 @@ from asyncplugin.engine import (
     WaitTimeout,
 )
 from asyncplugin.engine.transport import Metadata
-from asyncplugin.protocol import AsyncPluginError, TaskState, decode_request, struct_to_dict
+from asyncplugin.protocol import (
+    GENERIC_METHOD,
+    AsyncPluginError,
+    TaskState,
+    decode_request,
+    struct_to_dict,
+)
 from asyncplugin.v1 import plugin_pb2, task_pb2
 from tests.engine.conftest import MakeEngine, Serve
 from tests.engine.plugins import Job, constant, done, unused_target
@@ -46,7 +51,7 @@ async def test_engine_refuses_work_when_not_running() -> None:
 
 @pytest.mark.parametrize(
     ("target", "method"),
-    [("", DEFAULT_METHOD), (" x:1", DEFAULT_METHOD), ("x:1", "Invoke"), ("x:1", "/a.B/")],
+    [("", GENERIC_METHOD), (" x:1", GENERIC_METHOD), ("x:1", "Invoke"), ("x:1", "/a.B/")],
 )
 async def test_submit_checks_target_and_method(
     make_engine: MakeEngine, target: str, method: str
@@ -228,7 +233,7 @@ async def test_wait_refuses_a_task_another_engine_runs(make_engine: MakeEngine) 
     foreign = TaskRecord(
         task_id="foreign",
         target="127.0.0.1:1",
-        method=DEFAULT_METHOD,
+        method=GENERIC_METHOD,
         state=TaskState.RUNNING,
         payload=b"",
         idempotency_key="k",

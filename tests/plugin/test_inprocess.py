@@ -113,6 +113,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "PluginServer",
         "Reply",
         "RunAdapter",
+        "ServerSecurity",
         "as_plugin",
         "remote_status_input",
         "serve",

@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from asyncplugin.plugin import AsyncPlugin, BindError, PluginServer
+from asyncplugin.plugin import AsyncPlugin, BindError, PluginServer, ServerSecurity
 from asyncplugin.protocol import Request, decode_payload
 from asyncplugin.v1 import plugin_pb2, plugin_pb2_grpc
 from server.echo import Echo
@@ -126,7 +126,7 @@ async def test_max_message_size_rejects_large_request(start_server: StartServer)
 def test_tls_needs_both_parts() -> None:
     """A certificate without a key (or the reverse) is refused up front."""
     with pytest.raises(ValueError, match="both"):
-        PluginServer(Echo(), tls_cert_chain=b"cert")
+        ServerSecurity(cert_chain=b"cert", private_key=b"")
 
 
 @pytest.fixture
@@ -147,9 +147,8 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
 async def test_tls_server_answers_over_tls(tls_files: tuple[Path, Path]) -> None:
     """With a certificate and key the server speaks TLS and a TLS client can call it."""
     cert, key = tls_files
-    server = PluginServer(
-        Echo(), port=0, tls_cert_chain=cert.read_bytes(), tls_private_key=key.read_bytes()
-    )
+    security = ServerSecurity.from_files(cert_file=cert, key_file=key)
+    server = PluginServer(Echo(), port=0, security=security)
     await server.start()
     try:
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from asyncplugin.plugin import PluginServer
+from asyncplugin.plugin import PluginServer, ServerSecurity
 from asyncplugin.protocol import encode_payload
 from asyncplugin.v1 import plugin_pb2, plugin_pb2_grpc
 from server.echo import Echo
@@ -193,13 +193,12 @@ async def start_server() -> AsyncIterator[StartServer]:
 def tls_options(pki: Pki, *, mutual: bool = False) -> dict[str, Any]:
     """PluginServer keyword arguments serving the trusted server certificate (and requiring a
     client certificate from the trusted CA with `mutual`)."""
-    options: dict[str, Any] = {
-        "tls_cert_chain": pki.server.cert_pem,
-        "tls_private_key": pki.server.key_pem,
-    }
-    if mutual:
-        options["tls_client_ca"] = pki.ca.cert_pem
-    return options
+    security = ServerSecurity(
+        cert_chain=pki.server.cert_pem,
+        private_key=pki.server.key_pem,
+        client_ca=pki.ca.cert_pem if mutual else None,
+    )
+    return {"security": security}
 
 
 async def call_echo(

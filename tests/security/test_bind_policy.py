@@ -6,7 +6,7 @@ import pytest
 
 from asyncplugin.cli import main
 from asyncplugin.plugin import BindError, PluginServer
-from asyncplugin.plugin.server import InsecureBindError
+from asyncplugin.plugin.security import InsecureBindError
 from server.echo import Echo
 from tests.security.conftest import Pki, tls_options
 
@@ -46,7 +46,7 @@ def test_serve_cli_refuses_plaintext_on_0_0_0_0(capsys: pytest.CaptureFixture[st
     code = main(["serve", "server.echo:Echo", "--host", "0.0.0.0", "--port", "0"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "refusing to serve plaintext on 0.0.0.0" in err
+    assert "refusing to serve plaintext on '0.0.0.0'" in err
     assert "--insecure" in err
     assert len(err.strip().splitlines()) == 1
 

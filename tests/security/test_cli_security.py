@@ -185,17 +185,17 @@ def test_serve_reads_the_token_from_the_environment_or_a_file(
     """serve takes $ASYNCPLUGIN_TOKEN, or --token-file (several lines: rotation), warning when
     the file is readable by other users; the warning never shows a token."""
     monkeypatch.setenv("ASYNCPLUGIN_TOKEN", "env-token")
-    assert security_options(_serve_args())["auth_tokens"] == ("env-token",)
+    assert security_options(_serve_args()).auth_tokens == ("env-token",)
     path = tmp_path / "tokens"
     path.write_text("old-token\nnew-token\n")
     path.chmod(0o644)
     options = security_options(_serve_args("--token-file", str(path)))
-    assert options["auth_tokens"] == ("old-token", "new-token")
+    assert options.auth_tokens == ("old-token", "new-token")
     err = capsys.readouterr().err
     assert "readable by other users" in err
     assert "old-token" not in err
     monkeypatch.delenv("ASYNCPLUGIN_TOKEN")
-    assert security_options(_serve_args())["auth_tokens"] == ()
+    assert security_options(_serve_args()).auth_tokens == ()
 
 
 async def test_reflection_carries_the_token_on_plaintext_loopback(

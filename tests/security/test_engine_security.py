@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from asyncplugin.engine import CheckOutcome, Engine, GrpcTransport, MemoryStore, TaskRecord
-from asyncplugin.engine.credentials import BearerTokens, ChannelSecurity, is_loopback_target
+from asyncplugin.engine.credentials import BearerTokens, ChannelSecurity
 from asyncplugin.engine.transport import (
     INSECURE_TARGET,
     TLS_HANDSHAKE_FAILED,
@@ -18,6 +18,7 @@ from asyncplugin.engine.transport import (
     require_secure_target,
 )
 from asyncplugin.protocol import TaskState
+from asyncplugin.protocol.security import is_loopback_target
 from tests.security.conftest import Pki, StartServer, tls_options
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from asyncplugin.plugin import PluginServer
-from server.echo import Echo
+from asyncplugin.plugin import ServerSecurity
 from tests.security.conftest import Pki, StartServer, call_echo, tls_options
 
 
@@ -70,5 +69,5 @@ async def test_mtls_refuses_an_untrusted_client_certificate(
 
 def test_client_ca_needs_a_server_certificate(pki: Pki) -> None:
     """Mutual TLS without a server certificate is refused up front."""
-    with pytest.raises(ValueError, match="tls_client_ca"):
-        PluginServer(Echo(), tls_client_ca=pki.ca.cert_pem)
+    with pytest.raises(ValueError, match="client_ca needs cert_chain and private_key"):
+        ServerSecurity.from_files(cert_file=None, key_file=None, client_ca_file=pki.ca.cert)

@@ -10,12 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from asyncplugin.plugin.auth import (
-    BearerTokenInterceptor,
-    is_loopback_host,
-    read_token_file,
-    validate_token,
-)
+from asyncplugin.plugin.auth import BearerTokenInterceptor
+from asyncplugin.protocol.security import is_loopback_host, read_token_file, validate_token
 from tests.security.conftest import Pki, StartServer, bearer, call_echo, tls_options
 
 

@@ -12,14 +12,12 @@ from typing import Any
 
 import grpc
 
-from asyncplugin.engine import PollingPolicy, SqliteStore
-from asyncplugin.engine.credentials import BearerTokens, ChannelSecurity, is_loopback_target
-from asyncplugin.plugin.auth import read_token_file, validate_token
+from asyncplugin.engine import GrpcTransport, PollingPolicy, SqliteStore
+from asyncplugin.engine.credentials import BearerTokens, ChannelSecurity
+from asyncplugin.protocol.methods import split_method
+from asyncplugin.protocol.security import TOKEN_ENV, env_token, is_loopback_target, read_token_file
 
 from .errors import UsageError
-
-TOKEN_ENV = "ASYNCPLUGIN_TOKEN"
-"""The environment variable a bearer token may be given in (instead of --token-file)."""
 
 DEFAULT_STORE = "asyncplugin.sqlite3"
 """The SQLite file `invoke` records into and `tasks` reads, unless --store or $ASYNCPLUGIN_STORE."""
@@ -130,9 +128,14 @@ class Connection:
     token: str | None = field(repr=False)
     allow_insecure: bool
 
-    def metadata_provider(self) -> BearerTokens | None:
-        """The engine transport's token provider (the token is never stored with the task)."""
-        return BearerTokens({self.target: self.token}) if self.token else None
+    def transport(self) -> GrpcTransport:
+        """The engine's transport to this plugin: its TLS settings, and its token given by a
+        metadata provider (so the token is never stored with the task)."""
+        return GrpcTransport(
+            security={self.target: self.security} if self.security is not None else None,
+            metadata_provider=BearerTokens({self.target: self.token}) if self.token else None,
+            allow_insecure=self.allow_insecure,
+        )
 
     def channel_options(self) -> list[tuple[str, str]]:
         """Channel options for blocking channels (the server name override)."""
@@ -201,13 +204,16 @@ def connection(args: argparse.Namespace) -> Connection:
 def _token(token_file: str | None) -> str | None:
     if token_file is not None:
         return read_token_file(Path(token_file))[0]
-    from_env = os.environ.get(TOKEN_ENV, "").strip()
-    return validate_token(from_env, source=f"${TOKEN_ENV}") if from_env else None
+    return env_token()
 
 
-def channel_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    """Credentials for blocking channels from the command line (TLS and token), or None."""
-    return connection(args).credentials()
+def method_option(path: str) -> str:
+    """Checks --method (a full path "/package.Service/Method"); a bad one is a UsageError."""
+    try:
+        split_method(path, what="--method")
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    return path
 
 
 def check_reachable(

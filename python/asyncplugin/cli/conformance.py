@@ -41,9 +41,15 @@ from asyncplugin.conformance.report import (
     print_plugin_report,
     write_junit,
 )
-from asyncplugin.engine import DEFAULT_METHOD, GrpcTransport
+from asyncplugin.protocol.methods import GENERIC_METHOD
 
-from .common import Connection, add_channel_options, check_reachable, connection
+from .common import (
+    Connection,
+    add_channel_options,
+    check_reachable,
+    connection,
+    method_option,
+)
 from .errors import UsageError
 
 
@@ -66,7 +72,7 @@ def register(subparsers: Any) -> None:
     )
     plugin.add_argument("target", help="the conformance plugin's address, host:port")
     plugin.add_argument(
-        "--method", default=DEFAULT_METHOD, help="the envelope method it serves [%(default)s]"
+        "--method", default=GENERIC_METHOD, help="the envelope method it serves [%(default)s]"
     )
     plugin.add_argument(
         "--only",
@@ -148,9 +154,7 @@ def run_plugin(args: argparse.Namespace) -> int:
     cases = _select(args.only)
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
-    parts = args.method.split("/")
-    if len(parts) != 3 or parts[0] or not parts[1] or not parts[2]:
-        raise UsageError(f"--method must be '/package.Service/Method', got {args.method!r}")
+    method_option(args.method)
     link = connection(args)
     check_reachable(
         args.target,
@@ -169,11 +173,7 @@ def run_plugin(args: argparse.Namespace) -> int:
 
 
 async def _run_kit(args: argparse.Namespace, cases: Any, link: Connection) -> Any:
-    transport = GrpcTransport(
-        security={link.target: link.security} if link.security is not None else None,
-        metadata_provider=link.metadata_provider(),
-        allow_insecure=link.allow_insecure,
-    )
+    transport = link.transport()
     try:
         return await run_kit(
             args.target,

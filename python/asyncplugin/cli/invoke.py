@@ -21,15 +21,9 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
-from asyncplugin.engine import (
-    DEFAULT_METHOD,
-    Engine,
-    GrpcTransport,
-    SystemClock,
-    TaskOptions,
-    TaskRecord,
-)
+from asyncplugin.engine import Engine, SystemClock, TaskOptions, TaskRecord
 from asyncplugin.protocol import TaskState
+from asyncplugin.protocol.methods import GENERIC_METHOD
 
 from .common import (
     Connection,
@@ -38,6 +32,7 @@ from .common import (
     add_store_option,
     check_reachable,
     connection,
+    method_option,
     open_store,
     parse_json_data,
     policy_from_args,
@@ -58,7 +53,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("target", help="the plugin's address, host:port")
     parser.add_argument(
         "--method",
-        default=DEFAULT_METHOD,
+        default=GENERIC_METHOD,
         help="full method path (default %(default)s); typed RPCs are resolved by reflection",
     )
     parser.add_argument("--data", default="{}", help="the payload as JSON, or @FILE (default: {})")
@@ -73,6 +68,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handler: returns 0 when the task SUCCEEDED, 1 otherwise."""
     data = parse_json_data(args.data)
+    method_option(args.method)
     policy = policy_from_args(args)
     link = connection(args)
     credentials = link.credentials()
@@ -100,11 +96,7 @@ async def _invoke(
     link: Connection,
 ) -> TaskRecord:
     clock = SystemClock()
-    transport = GrpcTransport(
-        security={link.target: link.security} if link.security is not None else None,
-        metadata_provider=link.metadata_provider(),
-        allow_insecure=link.allow_insecure,
-    )
+    transport = link.transport()
     engine = Engine(
         store=open_store(args.store, must_exist=False), clock=clock, transport=transport
     )

@@ -23,17 +23,16 @@ import importlib
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from asyncplugin.cli import UsageError
-from asyncplugin.plugin import DEFAULT_GRACE_S, AsyncPlugin, PluginServer, serve
-from asyncplugin.plugin.auth import is_loopback_host, read_token_file, validate_token
+from asyncplugin.plugin import DEFAULT_GRACE_S, AsyncPlugin, PluginServer, ServerSecurity, serve
 from asyncplugin.plugin.loading import PluginLoadError, as_plugin
+from asyncplugin.plugin.security import InsecureBindError, check_bind
 from asyncplugin.protocol import limits
-
-TOKEN_ENV = "ASYNCPLUGIN_TOKEN"
-"""The environment variable a bearer token may be given in (instead of --token-file)."""
+from asyncplugin.protocol.security import TOKEN_ENV, env_token, read_token_file
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -96,72 +95,71 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be within 0..65535, got {args.port}")
     if args.max_message_bytes <= 0:
         raise UsageError(f"--max-message-bytes must be positive, got {args.max_message_bytes}")
-    security = security_options(args)
+    options = security_options(args)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     plugin = load_plugin(args.target)
-    asyncio.run(
-        serve(
-            plugin,
-            grace_s=args.grace_s,
-            on_started=_announce,
-            host=args.host,
-            port=args.port,
-            max_message_bytes=args.max_message_bytes,
-            debug=args.debug,
-            **security,
-        )
+    server = PluginServer(
+        plugin,
+        host=args.host,
+        port=args.port,
+        max_message_bytes=args.max_message_bytes,
+        security=options.security,
+        auth_tokens=options.auth_tokens,
+        allow_insecure=options.allow_insecure,
+        debug=args.debug,
     )
+    asyncio.run(serve(server, grace_s=args.grace_s, on_started=_announce))
     return 0
 
 
-def security_options(args: argparse.Namespace) -> dict[str, Any]:
-    """PluginServer's security keyword arguments from the command line (files read here).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityOptions:
+    """PluginServer's security arguments, from the command line (files already read)."""
+
+    security: ServerSecurity | None
+    auth_tokens: tuple[str, ...] = field(repr=False)
+    allow_insecure: bool
+
+
+def security_options(args: argparse.Namespace) -> SecurityOptions:
+    """The server's security settings from the command line (files read here), checked by the
+    same rules as PluginServer's, before the plugin is loaded or anything is bound.
 
     Raises:
         UsageError: options that do not go together, an unreadable file, a bad token, or
             plaintext on a non-loopback --host without --insecure.
     """
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise UsageError("--tls-cert and --tls-key go together")
-    if args.tls_client_ca is not None and args.tls_cert is None:
-        raise UsageError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
-    if args.tls_cert is None and not args.insecure and not is_loopback_host(args.host):
-        raise UsageError(
-            f"refusing to serve plaintext on {args.host}: it is not a loopback address; "
-            "give --tls-cert and --tls-key, or --insecure to serve without TLS on a trusted "
-            "network"
+    try:
+        security = (
+            ServerSecurity.from_files(
+                cert_file=args.tls_cert, key_file=args.tls_key, client_ca_file=args.tls_client_ca
+            )
+            if any(path is not None for path in (args.tls_cert, args.tls_key, args.tls_client_ca))
+            else None
         )
-    if args.tls_cert is None and not is_loopback_host(args.host):
+        exposed = check_bind(args.host, security=security, allow_insecure=args.insecure)
+        tokens = _tokens(args.token_file)
+    except (ValueError, InsecureBindError) as err:
+        raise UsageError(str(err)) from err
+    if exposed:
         print(
             f"asyncplugin serve: warning: serving plaintext on {args.host} (--insecure): "
             "payloads and tokens cross the network unencrypted",
             file=sys.stderr,
         )
-    options: dict[str, Any] = {"allow_insecure": args.insecure}
-    if args.tls_cert is not None:
-        options["tls_cert_chain"] = _read(args.tls_cert, "--tls-cert")
-        options["tls_private_key"] = _read(args.tls_key, "--tls-key")
-    if args.tls_client_ca is not None:
-        options["tls_client_ca"] = _read(args.tls_client_ca, "--tls-client-ca")
-    options["auth_tokens"] = _tokens(args.token_file)
-    return options
+    return SecurityOptions(security=security, auth_tokens=tokens, allow_insecure=args.insecure)
 
 
 def _tokens(token_file: Path | None) -> tuple[str, ...]:
-    """Tokens from --token-file, else from $ASYNCPLUGIN_TOKEN, else none."""
-    try:
-        if token_file is not None:
-            _warn_if_shared(token_file)
-            return read_token_file(token_file, many=True)
-        from_env = os.environ.get(TOKEN_ENV, "").strip()
-        if from_env:
-            return (validate_token(from_env, source=f"${TOKEN_ENV}"),)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
-    return ()
+    """Tokens from --token-file, else from $ASYNCPLUGIN_TOKEN, else none (ValueError if bad)."""
+    if token_file is not None:
+        _warn_if_shared(token_file)
+        return read_token_file(token_file, many=True)
+    token = env_token()
+    return (token,) if token is not None else ()
 
 
 def _warn_if_shared(path: Path) -> None:
@@ -179,13 +177,6 @@ def _warn_if_shared(path: Path) -> None:
 
 def _announce(server: PluginServer) -> None:
     print(f"serving {server.plugin.name} on {server.address}", flush=True)
-
-
-def _read(path: Path, option: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise UsageError(f"cannot read {option} {path}: {err.strerror}") from err
 
 
 def load_plugin(target: str) -> AsyncPlugin[Any, Any]:

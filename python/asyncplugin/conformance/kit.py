@@ -22,7 +22,6 @@ from google.protobuf import message as pb_message
 
 from asyncplugin.conformance.v1 import conformance_pb2
 from asyncplugin.engine import (
-    DEFAULT_METHOD,
     CallKind,
     CheckOutcome,
     Engine,
@@ -36,6 +35,7 @@ from asyncplugin.engine import (
 )
 from asyncplugin.engine.transport import Metadata
 from asyncplugin.protocol import TaskState
+from asyncplugin.protocol.methods import GENERIC_METHOD
 from asyncplugin.v1 import plugin_pb2
 
 from .cases import CASES, FAST_POLICY, FAST_RETRY, Case, Mode
@@ -159,7 +159,7 @@ class KitReport:
 async def run_kit(
     target: str,
     *,
-    method: str = DEFAULT_METHOD,
+    method: str = GENERIC_METHOD,
     cases: Sequence[Case] = CASES,
     case_timeout_s: float = DEFAULT_CASE_TIMEOUT_S,
     transport: Transport | None = None,

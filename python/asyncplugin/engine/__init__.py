@@ -17,10 +17,9 @@ from .policy import PollingPolicy, TransportRetryPolicy, next_interval, retry_de
 from .records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord, TaskUpdate
 from .store import MemoryStore, SqliteStore, TaskStore
 from .sync import SyncEngine
-from .transport import DEFAULT_METHOD, GrpcTransport, Transport, TransportError
+from .transport import GrpcTransport, Transport, TransportError
 
 __all__ = [
-    "DEFAULT_METHOD",
     "ENGINE_NAME",
     "BearerTokens",
     "CallKind",

@@ -15,6 +15,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from asyncplugin.protocol import ProtocolViolation, TaskState, limits
+from asyncplugin.protocol.text import truncate
 from asyncplugin.v1 import plugin_pb2, task_pb2
 
 from . import errors
@@ -206,7 +207,7 @@ def history_entry(
         finished_time=finished,
         outcome=outcome,
         grpc_code=grpc_code,
-        message=errors.truncate(message, limits.TEXT_MAX_BYTES),
+        message=truncate(message, limits.TEXT_MAX_BYTES),
     )
 
 

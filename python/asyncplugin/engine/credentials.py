@@ -7,15 +7,15 @@
   `authorization: Bearer <token>` per target. Tokens given this way live only in the engine's
   memory: unlike `TaskOptions.bearer_token` they are never written to the task store, so a
   restarted engine needs them again (and fails the task UNAUTHENTICATED if it lacks them).
-- `is_loopback_target`: the transport allows plaintext only to these unless told otherwise
-  (`GrpcTransport(allow_insecure=True)`), checked before any connection is opened.
+The transport allows plaintext only to loopback targets
+(`asyncplugin.protocol.security.is_loopback_target`) unless told otherwise
+(`GrpcTransport(allow_insecure=True)`), checked before any connection is opened.
 
 Reprs never show keys or tokens; errors name files and targets, never their secret contents.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +23,11 @@ from typing import Final
 
 import grpc
 
+from asyncplugin.protocol.security import validate_token
+
 __all__ = [
     "BearerTokens",
     "ChannelSecurity",
-    "is_loopback_target",
 ]
 
 _SERVER_NAME_OPTION: Final = "grpc.ssl_target_name_override"
@@ -116,9 +117,14 @@ class BearerTokens:
 
     def __init__(self, tokens: Mapping[str, str] | None = None, *, default: str | None = None):
         self._tokens = {
-            target: _check_token(token, target) for target, token in (tokens or {}).items()
+            target: validate_token(token, source=f"the bearer token for {target}")
+            for target, token in (tokens or {}).items()
         }
-        self._default = _check_token(default, "default") if default is not None else None
+        self._default = (
+            validate_token(default, source="the default bearer token")
+            if default is not None
+            else None
+        )
 
     def __call__(self, target: str) -> tuple[tuple[str, str], ...]:
         """The metadata for a call to `target` (empty if it has no token)."""
@@ -130,43 +136,6 @@ class BearerTokens:
     def __repr__(self) -> str:
         default = ", default=<redacted>" if self._default is not None else ""
         return f"BearerTokens(targets={sorted(self._tokens)!r}{default})"
-
-
-def is_loopback_target(target: str) -> bool:
-    """True when a gRPC target can only reach this machine: a loopback address or "localhost"
-    (with an optional "dns:", "ipv4:" or "ipv6:" scheme) or a Unix domain socket."""
-    text = target.strip()
-    if text.startswith(("unix:", "unix-abstract:")):
-        return True
-    for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
-        if text.startswith(scheme):
-            text = text[len(scheme) :]
-            break
-    addresses = [part.strip() for part in text.split(",")] if text else []
-    return bool(addresses) and all(_is_loopback_address(part) for part in addresses)
-
-
-def _is_loopback_address(address: str) -> bool:
-    host = address
-    if host.startswith("["):  # [v6]:port
-        host = host[1 : host.find("]")] if "]" in host else host[1:]
-    elif host.count(":") == 1:  # host:port
-        host = host.rsplit(":", 1)[0]
-    host = host.lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_token(token: str, source: str) -> str:
-    if not token or not all("!" <= char <= "~" for char in token):
-        raise ValueError(
-            f"the bearer token for {source} must be non-empty printable ASCII without spaces"
-        )
-    return token
 
 
 def _read(path: str | Path | None, what: str) -> bytes | None:

@@ -40,6 +40,7 @@ from typing import Any
 from google.protobuf import message as pb_message
 
 from asyncplugin.protocol import TaskState, encode_payload
+from asyncplugin.protocol.methods import GENERIC_METHOD, check_method
 
 from . import errors
 from .clock import Clock, SystemClock
@@ -51,7 +52,7 @@ from .scheduler import Scheduler
 from .steps import Driver
 from .store.base import TaskStore
 from .store.memory import MemoryStore
-from .transport import DEFAULT_METHOD, GrpcTransport, Transport
+from .transport import GrpcTransport, Transport
 
 __all__ = ["ENGINE_NAME", "Engine", "Payload"]
 
@@ -246,7 +247,7 @@ class Engine:
         self,
         target: str,
         *,
-        method: str = DEFAULT_METHOD,
+        method: str = GENERIC_METHOD,
         payload: Payload = b"",
         options: TaskOptions | None = None,
     ) -> str:
@@ -268,9 +269,7 @@ class Engine:
         self._require_store()
         if not target or target != target.strip():
             raise ValueError(f"target must be 'host:port', got {target!r}")
-        parts = method.split("/")
-        if len(parts) != 3 or parts[0] or not parts[1] or not parts[2]:
-            raise ValueError(f"method must be '/package.Service/Method', got {method!r}")
+        check_method(method)
         data = encode_payload(payload)
         options = options if options is not None else TaskOptions()
         policy = options.policy or self.policy
@@ -384,7 +383,7 @@ class Engine:
         self,
         target: str,
         *,
-        method: str = DEFAULT_METHOD,
+        method: str = GENERIC_METHOD,
         payload: Payload = b"",
         options: TaskOptions | None = None,
         timeout_s: float | None = None,

@@ -32,6 +32,7 @@ from typing import Final
 import grpc
 
 from asyncplugin.protocol import AsyncPluginError, limits
+from asyncplugin.protocol.text import truncate
 from asyncplugin.v1 import error_pb2
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "TaskNotFound",
     "WaitTimeout",
     "engine_error",
-    "truncate",
 ]
 
 ENGINE_DOMAIN: Final = "engine.asyncplugin.v1"
@@ -131,11 +131,3 @@ def engine_error(
     if wrapped_message:
         error.wrapped_message = truncate(wrapped_message, limits.DETAIL_MAX_BYTES)
     return error
-
-
-def truncate(text: str, limit_bytes: int) -> str:
-    """Cuts `text` to at most `limit_bytes` UTF-8 bytes, marking the cut with an ellipsis."""
-    data = text.encode("utf-8")
-    if len(data) <= limit_bytes:
-        return text
-    return data[: limit_bytes - 3].decode("utf-8", errors="ignore") + "…"

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 import grpc
 
 from asyncplugin.protocol import ProtocolViolation, TaskState, decode_response, limits
+from asyncplugin.protocol.text import truncate
 from asyncplugin.v1 import task_pb2
 
 from . import errors
@@ -344,7 +345,7 @@ class Driver:
             return
         error = err.error
         if err.retryable:
-            error.message = errors.truncate(
+            error.message = truncate(
                 f"{error.message} (gave up after {record.retries} transport retries)",
                 limits.TEXT_MAX_BYTES,
             )

@@ -21,10 +21,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from asyncplugin.protocol import TaskState
+from asyncplugin.protocol.methods import GENERIC_METHOD
 
 from .engine import Engine, Payload
 from .records import CheckRecord, TaskOptions, TaskRecord
-from .transport import DEFAULT_METHOD
 
 __all__ = ["SyncEngine"]
 
@@ -107,7 +107,7 @@ class SyncEngine:
         self,
         target: str,
         *,
-        method: str = DEFAULT_METHOD,
+        method: str = GENERIC_METHOD,
         payload: Payload = b"",
         options: TaskOptions | None = None,
     ) -> str:
@@ -145,7 +145,7 @@ class SyncEngine:
         self,
         target: str,
         *,
-        method: str = DEFAULT_METHOD,
+        method: str = GENERIC_METHOD,
         payload: Payload = b"",
         options: TaskOptions | None = None,
         timeout_s: float | None = None,

@@ -31,13 +31,13 @@ from google.rpc import status_pb2
 from grpc import aio
 
 from asyncplugin.protocol import limits, status_to_error
+from asyncplugin.protocol.security import is_loopback_target
 from asyncplugin.v1 import error_pb2
 
 from . import errors
-from .credentials import ChannelSecurity, is_loopback_target
+from .credentials import ChannelSecurity
 
 __all__ = [
-    "DEFAULT_METHOD",
     "INSECURE_TARGET",
     "TLS_HANDSHAKE_FAILED",
     "UNAUTHENTICATED",
@@ -49,9 +49,6 @@ __all__ = [
     "classify_rpc_error",
     "require_secure_target",
 ]
-
-DEFAULT_METHOD: Final = "/asyncplugin.v1.PluginService/Invoke"
-"""The generic envelope method every plugin may serve."""
 
 Metadata = Sequence[tuple[str, str]]
 

@@ -18,13 +18,16 @@ in `asyncplugin.protocol`.
 
 from __future__ import annotations
 
-from .base import GENERIC_METHOD, AsyncPlugin, Reply, remote_status_input
+from asyncplugin.protocol.methods import GENERIC_METHOD
+
+from .base import AsyncPlugin, Reply, remote_status_input
 from .cancel import CANCEL_NOT_HANDLED
 from .dispatch import INVALID_PAYLOAD
 from .inprocess import CallResult, PluginClient, serve_in_process
 from .loading import PluginLoadError, RunAdapter, as_plugin
 from .normalize import INVALID_PLUGIN_RESPONSE, MESSAGE_TOO_LARGE, PLUGIN_INTERNAL_ERROR
-from .server import DEFAULT_GRACE_S, BindError, InsecureBindError, PluginServer, serve
+from .security import BindError, InsecureBindError, ServerSecurity
+from .server import DEFAULT_GRACE_S, PluginServer, serve
 
 __all__ = [
     "CANCEL_NOT_HANDLED",
@@ -43,6 +46,7 @@ __all__ = [
     "PluginServer",
     "Reply",
     "RunAdapter",
+    "ServerSecurity",
     "as_plugin",
     "remote_status_input",
     "serve",

@@ -15,21 +15,18 @@ peer and the reason ("no token", "wrong token", ...).
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import Any, Final
 
 import grpc
 from grpc import aio
 
+from asyncplugin.protocol.security import validate_token
+
 __all__ = [
     "AUTH_EXEMPT_PREFIXES",
     "BearerTokenInterceptor",
-    "is_loopback_host",
-    "read_token_file",
-    "validate_token",
 ]
 
 logger = logging.getLogger("asyncplugin.plugin.auth")
@@ -40,59 +37,6 @@ AUTH_EXEMPT_PREFIXES: Final = ("/grpc.health.v1.Health/",)
 _AUTHORIZATION: Final = "authorization"
 _SCHEME: Final = "bearer"
 _REJECTED: Final = "a valid bearer token is required (metadata 'authorization: Bearer <token>')"
-
-
-def validate_token(token: str, *, source: str = "token") -> str:
-    """Returns `token` if it can travel as gRPC metadata; raises ValueError naming `source`.
-
-    A token must be non-empty printable ASCII without spaces (the `Bearer` scheme's token68
-    characters and more); the message never repeats the token.
-    """
-    if not token:
-        raise ValueError(f"{source} is empty")
-    if not all("!" <= char <= "~" for char in token):
-        raise ValueError(f"{source} must be printable ASCII without spaces or control characters")
-    return token
-
-
-def read_token_file(path: Path, *, many: bool = False) -> tuple[str, ...]:
-    """Reads tokens from a file: one per line; blank lines and lines starting with '#' skipped.
-
-    With `many=False` the file must hold exactly one token. Several tokens let a server accept
-    an old and a new token while clients rotate.
-
-    Raises:
-        ValueError: the file cannot be read, holds no token, or too many (message names the
-            file, never a token).
-    """
-    try:
-        text = path.read_text(encoding="ascii")
-    except OSError as err:
-        raise ValueError(f"cannot read token file {path}: {err.strerror}") from err
-    except UnicodeDecodeError as err:
-        raise ValueError(f"token file {path} must be ASCII text") from err
-    tokens = tuple(
-        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
-    )
-    if not tokens:
-        raise ValueError(f"token file {path} holds no token")
-    if len(tokens) > 1 and not many:
-        raise ValueError(f"token file {path} must hold exactly one token, found {len(tokens)}")
-    for number, token in enumerate(tokens, start=1):
-        validate_token(token, source=f"token {number} in {path}")
-    return tokens
-
-
-def is_loopback_host(host: str) -> bool:
-    """True when `host` only accepts connections from this machine (127.0.0.0/8, ::1,
-    "localhost"); False for wildcard addresses ("0.0.0.0", "[::]", "") and every other name."""
-    name = host.strip().strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 Continuation = Callable[

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_ori
 import grpc
 
 from asyncplugin.protocol import PluginError, Request, Response, Task, TaskState
+from asyncplugin.protocol.methods import GENERIC_METHOD
 from asyncplugin.protocol.payload import PayloadType, payload_kind
 
 from .handlers import call_handler, inline
@@ -23,11 +24,6 @@ OutT = TypeVar("OutT")
 
 Reply: TypeAlias = Response[OutT] | OutT
 """What a handler returns: a Response, or the output payload itself (meaning SUCCEEDED)."""
-
-GENERIC_METHOD = "/asyncplugin.v1.PluginService/Invoke"
-"""The full method path of the generic envelope RPC, served unless a plugin names its own."""
-
-_METHOD_PATH = re.compile(r"^/([A-Za-z_][\w.]*)/([A-Za-z_]\w*)$")
 
 
 class AsyncPlugin(Generic[InT, OutT]):
@@ -50,6 +46,7 @@ class AsyncPlugin(Generic[InT, OutT]):
     input_type: ClassVar[PayloadType] = dict
     output_type: ClassVar[PayloadType] = dict
     rpc_method: ClassVar[str] = GENERIC_METHOD
+    """The full path of the RPC served (`asyncplugin.protocol.methods.split_method` checks it)."""
     name: ClassVar[str] = "plugin"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -109,20 +106,6 @@ class AsyncPlugin(Generic[InT, OutT]):
 def _payload_kind(arg: Any) -> PayloadType | None:
     """The payload type a Generic argument stands for, or None for a TypeVar or anything else."""
     return payload_kind(arg)
-
-
-def split_method(rpc_method: str) -> tuple[str, str]:
-    """Splits "/pkg.Service/Method" into ("pkg.Service", "Method").
-
-    Raises:
-        ValueError: the path is not of that form.
-    """
-    match = _METHOD_PATH.match(rpc_method)
-    if match is None:
-        raise ValueError(
-            f"rpc_method {rpc_method!r} is not a full method path like {GENERIC_METHOD!r}"
-        )
-    return match.group(1), match.group(2)
 
 
 def remote_status_input(request: Request[Any]) -> dict[str, Any]:

@@ -28,11 +28,13 @@ from asyncplugin.protocol import (
     payload_type_name,
     request_violations,
 )
+from asyncplugin.protocol.methods import split_method
 from asyncplugin.protocol.payload import PayloadValidationError
+from asyncplugin.protocol.text import truncate
 from asyncplugin.v1 import error_pb2, plugin_pb2
 
 from . import normalize
-from .base import AsyncPlugin, split_method
+from .base import AsyncPlugin
 from .cancel import CANCEL_NOT_HANDLED, cancel_not_handled, ignored_cancel
 from .handlers import call_handler, executor_var
 from .loading import check_plugin_class
@@ -55,7 +57,9 @@ class PluginDispatcher:
     ) -> None:
         kind = type(plugin)
         check_plugin_class(kind)
-        self.service_name, self.method_name = split_method(kind.rpc_method)
+        self.service_name, self.method_name = split_method(
+            kind.rpc_method, what=f"{kind.__name__}.rpc_method"
+        )
         self._plugin = plugin
         self._debug = debug
         self._max_message_bytes = max_message_bytes
@@ -175,7 +179,7 @@ def _invalid_argument(
     rule = code if rule is None else rule
     metadata = {"rule": rule, "field": field} if rule else {"field": field}
     error = error_pb2.Error(
-        message=normalize.clip(message, limits.TEXT_MAX_BYTES),
+        message=truncate(message, limits.TEXT_MAX_BYTES),
         code=code,
         rpc_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
         metadata=metadata,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -28,6 +28,7 @@ from asyncplugin.protocol import (
     decode_payload,
     decode_response,
     encode_payload,
+    limits,
 )
 from asyncplugin.v1 import plugin_pb2
 
@@ -175,14 +176,27 @@ class PluginClient(Generic[InT, OutT]):
 
 @asynccontextmanager
 async def serve_in_process(
-    plugin: AsyncPlugin[InT, OutT], **server_options: Any
+    plugin: AsyncPlugin[InT, OutT],
+    *,
+    max_message_bytes: int = limits.MESSAGE_MAX_BYTES,
+    debug: bool = False,
+    max_workers: int | None = None,
+    grpc_options: Sequence[tuple[str, Any]] = (),
 ) -> AsyncIterator[PluginClient[InT, OutT]]:
-    """Serves `plugin` on 127.0.0.1 (a free port) and yields a client for it.
+    """Serves `plugin` on 127.0.0.1 (a free port, plaintext, no token) and yields a client for it.
 
-    `server_options` are PluginServer's keyword arguments (debug, max_message_bytes, ...).
-    The server stops, cancelling any call still in flight, when the block exits.
+    The keyword arguments are PluginServer's. The server stops, cancelling any call still in
+    flight, when the block exits.
     """
-    server = PluginServer(plugin, host="127.0.0.1", port=0, **server_options)
+    server = PluginServer(
+        plugin,
+        host="127.0.0.1",
+        port=0,
+        max_message_bytes=max_message_bytes,
+        debug=debug,
+        max_workers=max_workers,
+        grpc_options=grpc_options,
+    )
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:

@@ -40,6 +40,7 @@ from asyncplugin.protocol import (
     response_violations,
 )
 from asyncplugin.protocol.payload import PayloadType
+from asyncplugin.protocol.text import truncate, truncate_head
 from asyncplugin.v1 import plugin_pb2
 
 logger = logging.getLogger("asyncplugin.plugin")
@@ -167,14 +168,14 @@ def from_exception(
         "plugin %s: %s raised %s (incident %s)",
         plugin_name,
         task,
-        clip(summary, _LOG_SUMMARY_MAX_BYTES),
+        truncate(summary, _LOG_SUMMARY_MAX_BYTES),
         incident,
         exc_info=(type(err), err, err.__traceback__),
     )
     if debug:
-        head = clip(summary, limits.DETAIL_MAX_BYTES // 4)
+        head = truncate(summary, limits.DETAIL_MAX_BYTES // 4)
         budget = limits.DETAIL_MAX_BYTES - len(head.encode("utf-8")) - 2
-        tail = clip_tail("".join(traceback.format_exception(err)), budget)
+        tail = truncate_head("".join(traceback.format_exception(err)), budget)
         internal = f"{head}\n\n{tail}"
     else:
         internal = f"See the plugin server's log for incident {incident}."
@@ -184,7 +185,7 @@ def from_exception(
             suggestion="Try again later; if it keeps failing, tell the plugin's operator.",
             code=PLUGIN_INTERNAL_ERROR,
             rpc_code=grpc.StatusCode.INTERNAL,
-            internal_message=clip_tail(internal, limits.DETAIL_MAX_BYTES),
+            internal_message=truncate_head(internal, limits.DETAIL_MAX_BYTES),
             metadata={"incident": incident},
         )
     )
@@ -226,7 +227,7 @@ def invalid_response(problem: InvalidReturn) -> plugin_pb2.InvokeResponse:
     message = f"The plugin returned an invalid answer: {problem.problem}: {problem.detail}"
     return failed(
         PluginError(
-            message=clip(message, limits.TEXT_MAX_BYTES),
+            message=truncate(message, limits.TEXT_MAX_BYTES),
             suggestion="This is a bug in the plugin; report it to the plugin's author.",
             code=INVALID_PLUGIN_RESPONSE,
             rpc_code=grpc.StatusCode.INTERNAL,
@@ -246,19 +247,3 @@ def too_large(size: int, limit: int) -> plugin_pb2.InvokeResponse:
             metadata={"size_bytes": str(size), "limit_bytes": str(limit)},
         )
     )
-
-
-def clip(text: str, limit_bytes: int) -> str:
-    """`text` cut to at most `limit_bytes` UTF-8 bytes, ending with an ellipsis if cut."""
-    raw = text.encode("utf-8")
-    if len(raw) <= limit_bytes:
-        return text
-    return raw[: limit_bytes - 3].decode("utf-8", errors="ignore") + "…"
-
-
-def clip_tail(text: str, limit_bytes: int) -> str:
-    """The last `limit_bytes` UTF-8 bytes of `text` (a traceback's end says the most)."""
-    raw = text.encode("utf-8")
-    if len(raw) <= limit_bytes:
-        return text
-    return "…" + raw[len(raw) - limit_bytes + 3 :].decode("utf-8", errors="ignore")

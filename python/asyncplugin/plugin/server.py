@@ -5,10 +5,10 @@ silently shared), enforces a maximum message size, serves grpc.health.v1 (SERVIN
 NOT_SERVING from the start of shutdown) and server reflection, and drains in-flight calls within
 a grace period when stopped.
 
-Security: TLS with a server certificate, mutual TLS (client certificates verified against a CA),
-and bearer tokens checked on every call (see `auth.py`; the health service is exempt). A server
-without TLS may listen only on a loopback address unless `allow_insecure=True`: a plaintext
-plugin on a network would expose its payloads and any token to whoever can see the traffic.
+Security: TLS with a server certificate, mutual TLS (client certificates verified against a CA;
+`ServerSecurity`, see `security.py`), and bearer tokens checked on every call (see `auth.py`; the
+health service is exempt). A server without TLS may listen only on a loopback address unless
+`allow_insecure=True` (`security.check_bind`).
 """
 
 from __future__ import annotations
@@ -25,28 +25,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from asyncplugin.protocol import AsyncPluginError, limits
+from asyncplugin.protocol import limits
 
-from .auth import BearerTokenInterceptor, is_loopback_host
+from .auth import BearerTokenInterceptor
 from .base import AsyncPlugin
 from .dispatch import PluginDispatcher
+from .security import BindError, ServerSecurity, check_bind
 
 logger = logging.getLogger("asyncplugin.plugin")
 
 DEFAULT_GRACE_S = 10.0
 """How long a stopping server lets in-flight calls finish before cancelling them."""
-
-
-class BindError(AsyncPluginError):
-    """The server could not listen on the address asked for (taken, or not a local address)."""
-
-    grpc_code = grpc.StatusCode.UNAVAILABLE
-
-
-class InsecureBindError(BindError):
-    """A server without TLS was asked to listen on an address other machines can reach."""
-
-    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 def format_address(host: str, port: int) -> str:
@@ -68,12 +57,8 @@ class PluginServer:
         host: the address to listen on; "127.0.0.1" keeps the plugin local, "0.0.0.0" opens it.
         port: the port; 0 picks a free one (read it from `start()` or `port`).
         max_message_bytes: the largest message received or sent.
-        tls_cert_chain: PEM certificate chain; serve TLS when given with `tls_private_key`.
-        tls_private_key: PEM private key for `tls_cert_chain`.
-        tls_client_ca: PEM CA certificate(s) that client certificates must chain to (mutual
-            TLS); needs `tls_cert_chain`. A client without such a certificate is refused during
-            the handshake. (There is no "optional" mode: grpc's require_client_auth=False
-            requests a certificate but does not verify it, which would only look secure.)
+        security: TLS (and mutual TLS) settings, e.g. `ServerSecurity.from_files(cert_file=...,
+            key_file=..., client_ca_file=...)`; None serves plaintext.
         auth_tokens: bearer tokens accepted on every call (a single str is one token); empty
             accepts calls without a token. Several tokens allow rotation. Health needs none.
         allow_insecure: allow plaintext (no TLS) on a non-loopback host; without it such a
@@ -90,25 +75,14 @@ class PluginServer:
         host: str = "127.0.0.1",
         port: int = 0,
         max_message_bytes: int = limits.MESSAGE_MAX_BYTES,
-        tls_cert_chain: bytes | None = None,
-        tls_private_key: bytes | None = None,
-        tls_client_ca: bytes | None = None,
+        security: ServerSecurity | None = None,
         auth_tokens: Iterable[str] | str = (),
         allow_insecure: bool = False,
         debug: bool = False,
         max_workers: int | None = None,
         grpc_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        if (tls_cert_chain is None) != (tls_private_key is None):
-            raise ValueError("TLS needs both tls_cert_chain and tls_private_key")
-        if tls_client_ca is not None and tls_cert_chain is None:
-            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert_chain and tls_private_key")
-        if tls_cert_chain is None and not allow_insecure and not is_loopback_host(host):
-            raise InsecureBindError(
-                f"refusing to serve plaintext on {host!r}: it is not a loopback address; "
-                "give a TLS certificate and key, or allow_insecure=True (--insecure) to serve "
-                "without TLS on a trusted network"
-            )
+        check_bind(host, security=security, allow_insecure=allow_insecure)
         tokens = (auth_tokens,) if isinstance(auth_tokens, str) else tuple(auth_tokens)
         self._interceptors: list[grpc.aio.ServerInterceptor] = (
             [BearerTokenInterceptor(tokens)] if tokens else []
@@ -117,10 +91,7 @@ class PluginServer:
         self.host = host
         self.port = port
         self._max_message_bytes = max_message_bytes
-        self._tls: tuple[bytes, bytes] | None = None
-        if tls_cert_chain is not None and tls_private_key is not None:
-            self._tls = (tls_private_key, tls_cert_chain)
-        self._client_ca = tls_client_ca
+        self._security = security
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="asyncplugin-handler")
         self._dispatcher = PluginDispatcher(
             plugin,
@@ -146,11 +117,8 @@ class PluginServer:
     def security(self) -> str:
         """How calls are protected, for logs: e.g. "TLS, client certificates required, bearer
         token" (never any secret)."""
-        parts = ["plaintext" if self._tls is None else "TLS"]
-        if self._client_ca is not None:
-            parts.append("client certificates required")
-        parts.append("bearer token" if self._interceptors else "no token")
-        return ", ".join(parts)
+        tls = self._security.describe() if self._security is not None else "plaintext"
+        return f"{tls}, {'bearer token' if self._interceptors else 'no token'}"
 
     @property
     def address(self) -> str:
@@ -194,15 +162,10 @@ class PluginServer:
     def _bind(self, server: grpc.aio.Server) -> int:
         address = self.address
         try:
-            if self._tls is None:
+            if self._security is None:
                 port = server.add_insecure_port(address)
             else:
-                credentials = grpc.ssl_server_credentials(
-                    [self._tls],
-                    root_certificates=self._client_ca,
-                    require_client_auth=self._client_ca is not None,
-                )
-                port = server.add_secure_port(address, credentials)
+                port = server.add_secure_port(address, self._security.server_credentials())
         except RuntimeError as err:
             raise BindError(f"cannot listen on {address}: {_first_line(err)}") from err
         if port == 0:
@@ -239,18 +202,18 @@ class PluginServer:
 
 
 async def serve(
-    plugin: AsyncPlugin[Any, Any],
+    plugin: AsyncPlugin[Any, Any] | PluginServer,
     *,
     grace_s: float = DEFAULT_GRACE_S,
     on_started: Callable[[PluginServer], None] | None = None,
-    **server_options: Any,
 ) -> None:
-    """Serves `plugin` until SIGTERM or SIGINT, then shuts down gracefully.
+    """Serves until SIGTERM or SIGINT, then shuts down gracefully.
 
-    After the first signal the default signal handlers come back, so a second Ctrl-C stops the
-    process at once. `server_options` are PluginServer's keyword arguments.
+    `plugin` is a PluginServer configured as needed (`serve(PluginServer(plugin, port=50051,
+    security=...))`), or a plugin, served by a PluginServer with its defaults. After the first
+    signal the default signal handlers come back, so a second Ctrl-C stops the process at once.
     """
-    server = PluginServer(plugin, **server_options)
+    server = plugin if isinstance(plugin, PluginServer) else PluginServer(plugin)
     await server.start()
     if on_started is not None:
         on_started(server)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import limits
 from .envelope import Request, RequestContext, Response
 from .errors import AsyncPluginError, PluginError, ProtocolViolation
+from .methods import GENERIC_METHOD
 from .payload import decode_payload, encode_payload, payload_type_name
 from .rpc_status import error_to_status, status_to_error
 from .structs import dict_to_struct, struct_depth, struct_to_dict
@@ -25,6 +26,7 @@ from .validate import (
 )
 
 __all__ = [
+    "GENERIC_METHOD",
     "RULES",
     "AsyncPluginError",
     "PluginError",
