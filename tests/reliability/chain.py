@@ -90,6 +90,7 @@ def consume_response(data: bytes, *, cancel_requested: bool = False) -> str:
 
 def consume_request(data: bytes) -> str:
     """Runs `data` through the engine-side check and the SDK's decode; returns the rule."""
+    first: str
     try:
         decode_request(data)
     except ProtocolViolation as violation:

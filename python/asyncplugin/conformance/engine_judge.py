@@ -28,7 +28,7 @@ from typing import Final
 
 from asyncplugin.conformance.interpreter import delay_for, interpret
 from asyncplugin.conformance.v1 import conformance_pb2
-from asyncplugin.protocol import request_violations
+from asyncplugin.protocol import Rule, request_violations
 from asyncplugin.v1 import plugin_pb2, task_pb2
 
 from .cases import ALL_SCENARIOS
@@ -70,12 +70,12 @@ ENGINE_RULES: Final[tuple[EngineRule, ...]] = (
         "plugin.proto RequestContext.check_number",
     ),
     EngineRule(
-        "CHECK_NUMBER_MISMATCH",
+        Rule.CHECK_NUMBER_MISMATCH,
         "is_status_check is false only on check 0 and true on every check >= 1",
         "plugin.proto, Protocol rules",
     ),
     EngineRule(
-        "STATUS_CHECK_WITHOUT_STATUS",
+        Rule.STATUS_CHECK_WITHOUT_STATUS,
         "a status check carries status with remote_status_input",
         "plugin.proto, Protocol rules",
     ),

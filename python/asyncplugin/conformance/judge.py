@@ -24,7 +24,7 @@ from asyncplugin.conformance.interpreter import expected_token
 from asyncplugin.conformance.v1 import conformance_pb2
 from asyncplugin.engine import CallKind, CheckOutcome, CheckRecord, PollingPolicy, TaskRecord
 from asyncplugin.engine.errors import ENGINE_DOMAIN, PROTOCOL_VIOLATION
-from asyncplugin.protocol import TaskState, response_violations
+from asyncplugin.protocol import Rule, TaskState, response_violations
 from asyncplugin.v1 import plugin_pb2, task_pb2
 
 from .findings import Exchange, Failure, FailureLog, message_diff, to_json
@@ -144,9 +144,9 @@ def answer_rule_failures(
             continue
         answer = exchange.answer()
         if answer is None:
-            named.add(("MALFORMED_MESSAGE", exchange.check_number))
+            named.add((Rule.MALFORMED_MESSAGE, exchange.check_number))
             yield _failure(
-                "MALFORMED_MESSAGE",
+                Rule.MALFORMED_MESSAGE,
                 f"the answer to {exchange.label} does not decode as an InvokeResponse",
                 PROTOCOL_RULES,
             )

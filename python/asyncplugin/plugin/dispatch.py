@@ -21,6 +21,7 @@ from asyncplugin.protocol import (
     ProtocolViolation,
     Request,
     RequestContext,
+    Rule,
     Task,
     decode_payload,
     error_to_status,
@@ -99,7 +100,7 @@ class PluginDispatcher:
             envelope.ParseFromString(data)
         except (pb_message.DecodeError, RecursionError) as err:
             raise ProtocolViolation(
-                "MALFORMED_MESSAGE", f"the request is not a valid envelope: {err}"
+                Rule.MALFORMED_MESSAGE, f"the request is not a valid envelope: {err}"
             ) from err
         violations = request_violations(envelope)
         if violations:
@@ -111,7 +112,7 @@ class PluginDispatcher:
             raise
         except ValueError as err:
             raise ProtocolViolation(
-                "MALFORMED_MESSAGE",
+                Rule.MALFORMED_MESSAGE,
                 f"data must be a {payload_type_name(input_type)} ({self._plugin.name} takes "
                 f"that type): {err}",
                 field="data",

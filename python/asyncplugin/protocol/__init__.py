@@ -12,10 +12,10 @@ from .errors import AsyncPluginError, PluginError, ProtocolViolation
 from .methods import GENERIC_METHOD
 from .payload import decode_payload, encode_payload, payload_type_name
 from .rpc_status import error_to_status, status_to_error
+from .rules import RULES, Rule
 from .structs import dict_to_struct, struct_depth, struct_to_dict
 from .task import Progress, Task, TaskState, datetime_to_timestamp, timestamp_to_datetime
 from .validate import (
-    RULES,
     check_request,
     check_response,
     decode_request,
@@ -35,6 +35,7 @@ __all__ = [
     "Request",
     "RequestContext",
     "Response",
+    "Rule",
     "Task",
     "TaskState",
     "check_request",

@@ -13,6 +13,7 @@ import grpc
 from asyncplugin.v1 import error_pb2
 
 from .limits import ERROR_MAX_DEPTH
+from .rules import Rule
 
 
 class AsyncPluginError(Exception):
@@ -25,15 +26,18 @@ class ProtocolViolation(AsyncPluginError):
     """A message broke a named protocol rule (see plugin.proto, "Protocol rules").
 
     Attributes:
-        rule: the rule's UPPER_SNAKE name, such as "RUNNING_WITHOUT_REMOTE_STATUS_INPUT".
+        rule: the rule broken, such as Rule.RUNNING_WITHOUT_REMOTE_STATUS_INPUT (a str).
         field: the dotted path of the offending field, such as "status.remote_status_input".
+
+    Raises:
+        ValueError: `rule` is not a protocol rule (a violation always names a real one).
     """
 
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
-    def __init__(self, rule: str, message: str, *, field: str = "") -> None:
-        super().__init__(f"{rule}: {message}")
-        self.rule = rule
+    def __init__(self, rule: Rule, message: str, *, field: str = "") -> None:
+        self.rule = Rule(rule)
+        super().__init__(f"{self.rule}: {message}")
         self.field = field
         self.detail = message
 

@@ -1,8 +1,8 @@
 """The protocol rules of asyncplugin v1, in one place.
 
 The SDK checks what it sends, the engine checks what it receives, and the conformance kit reports
-violations by rule name. Each rule is documented in proto/asyncplugin/v1/plugin.proto ("Protocol
-rules"); `RULES` maps every name to a one-line statement of it.
+violations by rule name. Each rule is a `Rule` (see `rules.py`), documented in
+proto/asyncplugin/v1/plugin.proto ("Protocol rules").
 """
 
 from __future__ import annotations
@@ -17,42 +17,8 @@ from asyncplugin.v1 import error_pb2, plugin_pb2, task_pb2
 
 from . import limits
 from .errors import ProtocolViolation
+from .rules import Rule
 from .structs import struct_depth
-
-RULES: Final[dict[str, str]] = {
-    "MALFORMED_MESSAGE": "A message must decode as the envelope's protobuf type.",
-    "NO_DATA_OR_STATUS": "An answer must set data, status, or both.",
-    "STATE_UNSPECIFIED": "A Task's state must not be TASK_STATE_UNSPECIFIED.",
-    "STATE_UNKNOWN": "A Task's state must be a value defined in TaskState.",
-    "STATE_NOT_ALLOWED_IN_ANSWER": "An answer's state must be RUNNING, SUCCEEDED, FAILED or "
-    "CANCELLED.",
-    "DATA_WITH_UNFINISHED_STATE": "An answer with data must not carry a non-SUCCEEDED status.",
-    "RUNNING_WITHOUT_REMOTE_STATUS_INPUT": "A RUNNING Task must carry remote_status_input "
-    "({} is fine; absent is not).",
-    "FAILED_WITHOUT_ERROR": "A FAILED Task must carry the error envelope.",
-    "ERROR_WITHOUT_FAILED": "A Task that is not FAILED must not carry an error.",
-    "ERROR_WITHOUT_MESSAGE": "An Error's message must not be empty.",
-    "ERROR_TOO_DEEP": f"Errors nest at most {limits.ERROR_MAX_DEPTH} deep.",
-    "ERROR_METADATA_TOO_LARGE": f"An Error's metadata holds at most "
-    f"{limits.ERROR_METADATA_MAX_ENTRIES} entries and {limits.ERROR_METADATA_MAX_BYTES} bytes of "
-    "keys and values.",
-    "CANCELLED_WITHOUT_REQUEST": "A plugin answers CANCELLED only to cancel_requested = true.",
-    "REMOTE_STATUS_INPUT_TOO_LARGE": f"remote_status_input is at most "
-    f"{limits.REMOTE_STATUS_MAX_BYTES} bytes serialized.",
-    "REMOTE_STATUS_INPUT_TOO_DEEP": f"remote_status_input nests at most "
-    f"{limits.STRUCT_MAX_DEPTH} levels.",
-    "REMOTE_STATUS_OUTPUT_TOO_LARGE": f"remote_status_output is at most "
-    f"{limits.REMOTE_STATUS_MAX_BYTES} bytes serialized.",
-    "REMOTE_STATUS_OUTPUT_TOO_DEEP": f"remote_status_output nests at most "
-    f"{limits.STRUCT_MAX_DEPTH} levels.",
-    "FIELD_TOO_LONG": "A string field must not exceed its documented limit.",
-    "NEGATIVE_CHECK_AFTER": "Task.check_after must not be negative.",
-    "PROGRESS_FRACTION_OUT_OF_RANGE": "Progress.fraction is between 0.0 and 1.0.",
-    "PROGRESS_NEGATIVE": "Progress.done and Progress.total are not negative.",
-    "PROGRESS_DONE_EXCEEDS_TOTAL": "Progress.done does not exceed Progress.total.",
-    "STATUS_CHECK_WITHOUT_STATUS": "A status check carries status with remote_status_input.",
-    "CHECK_NUMBER_MISMATCH": "check_number is 0 on initiation and at least 1 on a status check.",
-}
 
 _ANSWER_STATES: Final = frozenset(
     {
@@ -86,8 +52,7 @@ _ERROR_TEXT_LIMITS: Final = (
 )
 
 
-def _violation(rule: str, field: str, message: str) -> ProtocolViolation:
-    assert rule in RULES, rule
+def _violation(rule: Rule, field: str, message: str) -> ProtocolViolation:
     return ProtocolViolation(rule, message, field=field)
 
 
@@ -95,7 +60,7 @@ def _text(msg: pb_message.Message, name: str, limit: int, path: str) -> Iterator
     size = len(getattr(msg, name).encode("utf-8"))
     if size > limit:
         yield _violation(
-            "FIELD_TOO_LONG", f"{path}.{name}", f"{path}.{name} is {size} bytes; limit {limit}"
+            Rule.FIELD_TOO_LONG, f"{path}.{name}", f"{path}.{name} is {size} bytes; limit {limit}"
         )
 
 
@@ -108,7 +73,7 @@ def _timestamp(msg: pb_message.Message, name: str, path: str) -> Iterator[Protoc
     low, high = _TIMESTAMP_SECONDS
     if not (low <= value.seconds <= high and 0 <= value.nanos <= _NANOS_MAX):
         yield _violation(
-            "MALFORMED_MESSAGE",
+            Rule.MALFORMED_MESSAGE,
             f"{path}.{name}",
             f"{path}.{name} ({value.seconds} s, {value.nanos} ns) is outside the range of "
             "google.protobuf.Timestamp (years 1 to 9999)",
@@ -125,7 +90,7 @@ def _duration(value: duration_pb2.Duration, path: str) -> Iterator[ProtocolViola
         or (seconds < 0 < nanos)
     ):
         yield _violation(
-            "MALFORMED_MESSAGE",
+            Rule.MALFORMED_MESSAGE,
             path,
             f"{path} ({seconds} s, {nanos} ns) is outside the range of google.protobuf.Duration "
             "(+-10,000 years, seconds and nanos of one sign)",
@@ -133,7 +98,7 @@ def _duration(value: duration_pb2.Duration, path: str) -> Iterator[ProtocolViola
 
 
 def _struct(
-    struct: struct_pb2.Struct, path: str, large_rule: str, deep_rule: str
+    struct: struct_pb2.Struct, path: str, large_rule: Rule, deep_rule: Rule
 ) -> Iterator[ProtocolViolation]:
     size = struct.ByteSize()
     if size > limits.REMOTE_STATUS_MAX_BYTES:
@@ -163,7 +128,7 @@ def _metadata(error: error_pb2.Error, path: str) -> Iterator[ProtocolViolation]:
             return
         detail = f"{size} bytes of keys and values; limit {limits.ERROR_METADATA_MAX_BYTES}"
     yield _violation(
-        "ERROR_METADATA_TOO_LARGE", f"{path}.metadata", f"{path}.metadata has {detail}"
+        Rule.ERROR_METADATA_TOO_LARGE, f"{path}.metadata", f"{path}.metadata has {detail}"
     )
 
 
@@ -175,14 +140,14 @@ def error_violations(error: error_pb2.Error, *, path: str = "error") -> Iterator
     while current is not None:
         if depth > limits.ERROR_MAX_DEPTH:
             yield _violation(
-                "ERROR_TOO_DEEP",
+                Rule.ERROR_TOO_DEEP,
                 path,
                 f"{path} nests more than {limits.ERROR_MAX_DEPTH} Errors",
             )
             return
         if not current.message:
             yield _violation(
-                "ERROR_WITHOUT_MESSAGE",
+                Rule.ERROR_WITHOUT_MESSAGE,
                 f"{current_path}.message",
                 f"{current_path}.message is empty",
             )
@@ -204,33 +169,37 @@ def task_violations(
     state = task.state
     if state == task_pb2.TASK_STATE_UNSPECIFIED:
         yield _violation(
-            "STATE_UNSPECIFIED", f"{path}.state", f"{path}.state is unset (TASK_STATE_UNSPECIFIED)"
+            Rule.STATE_UNSPECIFIED,
+            f"{path}.state",
+            f"{path}.state is unset (TASK_STATE_UNSPECIFIED)",
         )
     elif state not in _KNOWN_STATES:
         yield _violation(
-            "STATE_UNKNOWN", f"{path}.state", f"{path}.state {state} is not a defined TaskState"
+            Rule.STATE_UNKNOWN, f"{path}.state", f"{path}.state {state} is not a defined TaskState"
         )
     elif answer and state not in _ANSWER_STATES:
         yield _violation(
-            "STATE_NOT_ALLOWED_IN_ANSWER",
+            Rule.STATE_NOT_ALLOWED_IN_ANSWER,
             f"{path}.state",
             f"{path}.state {task_pb2.TaskState.Name(state)} is not allowed in a plugin's answer",
         )
     if state == task_pb2.TASK_STATE_RUNNING and not task.HasField("remote_status_input"):
         yield _violation(
-            "RUNNING_WITHOUT_REMOTE_STATUS_INPUT",
+            Rule.RUNNING_WITHOUT_REMOTE_STATUS_INPUT,
             f"{path}.remote_status_input",
             f"{path} is RUNNING but has no remote_status_input (send {{}} if there is nothing "
             "to stash)",
         )
     if state == task_pb2.TASK_STATE_FAILED and not task.HasField("error"):
         yield _violation(
-            "FAILED_WITHOUT_ERROR", f"{path}.error", f"{path} is FAILED but has no error envelope"
+            Rule.FAILED_WITHOUT_ERROR,
+            f"{path}.error",
+            f"{path} is FAILED but has no error envelope",
         )
     if task.HasField("error"):
         if state != task_pb2.TASK_STATE_FAILED:
             yield _violation(
-                "ERROR_WITHOUT_FAILED",
+                Rule.ERROR_WITHOUT_FAILED,
                 f"{path}.error",
                 f"{path} carries an error but is not FAILED",
             )
@@ -239,15 +208,15 @@ def task_violations(
         yield from _struct(
             task.remote_status_input,
             f"{path}.remote_status_input",
-            "REMOTE_STATUS_INPUT_TOO_LARGE",
-            "REMOTE_STATUS_INPUT_TOO_DEEP",
+            Rule.REMOTE_STATUS_INPUT_TOO_LARGE,
+            Rule.REMOTE_STATUS_INPUT_TOO_DEEP,
         )
     if task.HasField("remote_status_output"):
         yield from _struct(
             task.remote_status_output,
             f"{path}.remote_status_output",
-            "REMOTE_STATUS_OUTPUT_TOO_LARGE",
-            "REMOTE_STATUS_OUTPUT_TOO_DEEP",
+            Rule.REMOTE_STATUS_OUTPUT_TOO_LARGE,
+            Rule.REMOTE_STATUS_OUTPUT_TOO_DEEP,
         )
     for name, limit in _TASK_TEXT_LIMITS:
         yield from _text(task, name, limit, path)
@@ -259,7 +228,7 @@ def task_violations(
         task.check_after.seconds < 0 or task.check_after.nanos < 0
     ):
         yield _violation(
-            "NEGATIVE_CHECK_AFTER", f"{path}.check_after", f"{path}.check_after is negative"
+            Rule.NEGATIVE_CHECK_AFTER, f"{path}.check_after", f"{path}.check_after is negative"
         )
     if task.HasField("progress"):
         yield from _progress_violations(task.progress, f"{path}.progress")
@@ -268,20 +237,20 @@ def task_violations(
 def _progress_violations(progress: task_pb2.Progress, path: str) -> Iterator[ProtocolViolation]:
     if progress.HasField("fraction") and not 0.0 <= progress.fraction <= 1.0:
         yield _violation(
-            "PROGRESS_FRACTION_OUT_OF_RANGE",
+            Rule.PROGRESS_FRACTION_OUT_OF_RANGE,
             f"{path}.fraction",
             f"{path}.fraction {progress.fraction} is outside 0.0..1.0",
         )
     for name in ("done", "total"):
         if progress.HasField(name) and getattr(progress, name) < 0:
-            yield _violation("PROGRESS_NEGATIVE", f"{path}.{name}", f"{path}.{name} is negative")
+            yield _violation(Rule.PROGRESS_NEGATIVE, f"{path}.{name}", f"{path}.{name} is negative")
     if (
         progress.HasField("done")
         and progress.HasField("total")
         and progress.done > progress.total >= 0
     ):
         yield _violation(
-            "PROGRESS_DONE_EXCEEDS_TOTAL",
+            Rule.PROGRESS_DONE_EXCEEDS_TOTAL,
             f"{path}.done",
             f"{path}.done {progress.done} exceeds total {progress.total}",
         )
@@ -295,14 +264,16 @@ def response_violations(
     found: list[ProtocolViolation] = []
     has_data = response.HasField("data")
     if not has_data and not response.HasField("status"):
-        found.append(_violation("NO_DATA_OR_STATUS", "", "the answer sets neither data nor status"))
+        found.append(
+            _violation(Rule.NO_DATA_OR_STATUS, "", "the answer sets neither data nor status")
+        )
     if response.HasField("status"):
         status = response.status
         found.extend(task_violations(status, path="status", answer=True))
         if has_data and status.state != task_pb2.TASK_STATE_SUCCEEDED:
             found.append(
                 _violation(
-                    "DATA_WITH_UNFINISHED_STATE",
+                    Rule.DATA_WITH_UNFINISHED_STATE,
                     "status.state",
                     "the answer sets data but its status is "
                     f"{_state_name(status.state)}, not SUCCEEDED",
@@ -311,7 +282,7 @@ def response_violations(
         if status.state == task_pb2.TASK_STATE_CANCELLED and not cancel_requested:
             found.append(
                 _violation(
-                    "CANCELLED_WITHOUT_REQUEST",
+                    Rule.CANCELLED_WITHOUT_REQUEST,
                     "status.state",
                     "the answer is CANCELLED but the request did not ask to cancel",
                 )
@@ -327,7 +298,7 @@ def request_violations(request: plugin_pb2.InvokeRequest) -> list[ProtocolViolat
         if not request.HasField("status") or not request.status.HasField("remote_status_input"):
             found.append(
                 _violation(
-                    "STATUS_CHECK_WITHOUT_STATUS",
+                    Rule.STATUS_CHECK_WITHOUT_STATUS,
                     "status.remote_status_input",
                     "a status check must carry status with remote_status_input",
                 )
@@ -335,7 +306,7 @@ def request_violations(request: plugin_pb2.InvokeRequest) -> list[ProtocolViolat
         if number < 1:
             found.append(
                 _violation(
-                    "CHECK_NUMBER_MISMATCH",
+                    Rule.CHECK_NUMBER_MISMATCH,
                     "context.check_number",
                     f"a status check has check_number {number}; expected >= 1",
                 )
@@ -343,7 +314,7 @@ def request_violations(request: plugin_pb2.InvokeRequest) -> list[ProtocolViolat
     elif number != 0:
         found.append(
             _violation(
-                "CHECK_NUMBER_MISMATCH",
+                Rule.CHECK_NUMBER_MISMATCH,
                 "context.check_number",
                 f"an initiating call has check_number {number}; expected 0",
             )
@@ -373,7 +344,7 @@ def decode_response(data: bytes, *, cancel_requested: bool = False) -> plugin_pb
         response.ParseFromString(data)
     except (pb_message.DecodeError, RecursionError) as err:
         raise _violation(
-            "MALFORMED_MESSAGE", "", f"the answer is not a valid InvokeResponse: {err}"
+            Rule.MALFORMED_MESSAGE, "", f"the answer is not a valid InvokeResponse: {err}"
         ) from err
     check_response(response, cancel_requested=cancel_requested)
     return response
@@ -386,7 +357,7 @@ def decode_request(data: bytes) -> plugin_pb2.InvokeRequest:
         request.ParseFromString(data)
     except (pb_message.DecodeError, RecursionError) as err:
         raise _violation(
-            "MALFORMED_MESSAGE", "", f"the request is not a valid InvokeRequest: {err}"
+            Rule.MALFORMED_MESSAGE, "", f"the request is not a valid InvokeRequest: {err}"
         ) from err
     check_request(request)
     return request
