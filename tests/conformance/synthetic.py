@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import grpc
-
 from asyncplugin.conformance.cases import FAST_POLICY
 from asyncplugin.conformance.findings import Exchange
 from asyncplugin.conformance.interpreter import delay_for, interpret
@@ -136,9 +134,7 @@ def simulate(
         last.CopyFrom(status)
         number += 1
         if number > max_checks:
-            error = errors.engine_error(
-                errors.MAX_CHECKS_EXCEEDED, "still RUNNING", rpc_code=grpc.StatusCode.ABORTED
-            )
+            error = errors.engine_error(errors.EngineCode.MAX_CHECKS_EXCEEDED, "still RUNNING")
             final = record(
                 TaskState.FAILED, check_count=number - 1, error=error.SerializeToString()
             )

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from asyncplugin.engine import CheckOutcome, Engine, GrpcTransport, MemoryStore, TaskRecord
+from asyncplugin.engine import (
+    CheckOutcome,
+    Engine,
+    EngineCode,
+    GrpcTransport,
+    MemoryStore,
+    TaskRecord,
+)
 from asyncplugin.engine.credentials import BearerTokens, ChannelSecurity
 from asyncplugin.engine.transport import (
-    INSECURE_TARGET,
-    TLS_HANDSHAKE_FAILED,
-    UNAUTHENTICATED,
     SecurityConfig,
     TransportError,
     require_secure_target,
@@ -82,7 +86,7 @@ async def test_wrong_token_fails_the_task_unauthenticated_without_retries(
     )
     assert record.state is TaskState.FAILED
     error = record.error_proto()
-    assert error.code == UNAUTHENTICATED
+    assert error.code == EngineCode.UNAUTHENTICATED
     assert error.rpc_code == 16
     assert "token" in error.suggestion
     assert outcomes == [CheckOutcome.RPC_ERROR]
@@ -97,7 +101,7 @@ async def test_untrusted_server_certificate_fails_the_task_without_retries(
     security = ChannelSecurity(root_certificates=pki.untrusted_ca.cert_pem)
     record, outcomes, _, _ = await _run(server.address, security=security)
     assert record.state is TaskState.FAILED
-    assert record.error_code == TLS_HANDSHAKE_FAILED
+    assert record.error_code == EngineCode.TLS_HANDSHAKE_FAILED
     assert outcomes == [CheckOutcome.RPC_ERROR]
 
 
@@ -110,7 +114,7 @@ async def test_server_name_override(pki: Pki, start_server: StartServer) -> None
     assert record.state is TaskState.SUCCEEDED
     bad = ChannelSecurity(root_certificates=pki.ca.cert_pem, server_name="other.example")
     record, _, _, _ = await _run(server.address, security=bad)
-    assert record.error_code == TLS_HANDSHAKE_FAILED
+    assert record.error_code == EngineCode.TLS_HANDSHAKE_FAILED
 
 
 async def test_one_security_for_every_target(pki: Pki, start_server: StartServer) -> None:
@@ -128,7 +132,7 @@ async def test_plaintext_to_a_non_loopback_target_is_refused_before_connecting()
     record, outcomes, _, transport = await _run(target)
     assert record.state is TaskState.FAILED
     error = record.error_proto()
-    assert error.code == INSECURE_TARGET
+    assert error.code == EngineCode.INSECURE_TARGET
     assert target in error.message
     assert "allow_insecure" in error.suggestion
     assert outcomes == [CheckOutcome.RPC_ERROR]
@@ -141,7 +145,7 @@ def test_check_target_opens_no_connection(pki: Pki) -> None:
     remote = "plugins.example.com:443"
     with pytest.raises(TransportError) as caught:
         GrpcTransport().check_target(remote)
-    assert caught.value.error.code == INSECURE_TARGET
+    assert caught.value.error.code == EngineCode.INSECURE_TARGET
     assert caught.value.retryable is False
     GrpcTransport(allow_insecure=True).check_target(remote)
     security = ChannelSecurity(root_certificates=pki.ca.cert_pem)

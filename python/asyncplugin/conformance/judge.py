@@ -23,7 +23,7 @@ from google.protobuf import message as pb_message
 from asyncplugin.conformance.interpreter import expected_token
 from asyncplugin.conformance.v1 import conformance_pb2
 from asyncplugin.engine import CallKind, CheckOutcome, CheckRecord, PollingPolicy, TaskRecord
-from asyncplugin.engine.errors import ENGINE_DOMAIN, PROTOCOL_VIOLATION
+from asyncplugin.engine.errors import ENGINE_DOMAIN, EngineCode
 from asyncplugin.protocol import Rule, TaskState, response_violations
 from asyncplugin.v1 import plugin_pb2, task_pb2
 
@@ -199,7 +199,7 @@ def _engine_failed_it(record: TaskRecord) -> bool:
     if record.state is not TaskState.FAILED or record.error is None:
         return False
     error = record.error_proto()
-    return error.code == PROTOCOL_VIOLATION and error.domain == ENGINE_DOMAIN
+    return error.code == EngineCode.PROTOCOL_VIOLATION and error.domain == ENGINE_DOMAIN
 
 
 def _engine_gave_up(record: TaskRecord) -> bool:
@@ -208,7 +208,7 @@ def _engine_gave_up(record: TaskRecord) -> bool:
 
 
 def _gave_up_hint(record: TaskRecord) -> str:
-    if record.error_code in ("MAX_CHECKS_EXCEEDED", "DEADLINE_EXCEEDED"):
+    if record.error_code in (EngineCode.MAX_CHECKS_EXCEEDED, EngineCode.DEADLINE_EXCEEDED):
         return (
             "; the plugin kept answering RUNNING (does it read is_status_check and "
             "context.check_number?)"

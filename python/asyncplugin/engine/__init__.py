@@ -12,7 +12,14 @@ from __future__ import annotations
 from .clock import Clock, FakeClock, SystemClock
 from .credentials import BearerTokens, ChannelSecurity
 from .engine import ENGINE_NAME, Engine, Payload
-from .errors import EngineClosed, EngineError, StoreError, TaskNotFound, WaitTimeout
+from .errors import (
+    EngineClosed,
+    EngineCode,
+    EngineError,
+    StoreError,
+    TaskNotFound,
+    WaitTimeout,
+)
 from .policy import PollingPolicy, TransportRetryPolicy, next_interval, retry_delay
 from .records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord, TaskUpdate
 from .store import MemoryStore, SqliteStore, TaskStore
@@ -29,6 +36,7 @@ __all__ = [
     "Clock",
     "Engine",
     "EngineClosed",
+    "EngineCode",
     "EngineError",
     "FakeClock",
     "GrpcTransport",

@@ -11,7 +11,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Final
 
-import grpc
 from google.protobuf import timestamp_pb2
 
 from asyncplugin.protocol import ProtocolViolation, TaskState, limits
@@ -172,9 +171,8 @@ def read_answer(response: plugin_pb2.InvokeResponse) -> Answer:
 def violation_error(violation: ProtocolViolation, *, target: str, method: str) -> bytes:
     """The encoded envelope of a task failed for a protocol violation (code PROTOCOL_VIOLATION)."""
     error = errors.engine_error(
-        errors.PROTOCOL_VIOLATION,
+        errors.EngineCode.PROTOCOL_VIOLATION,
         f"the plugin's answer broke protocol rule {violation.rule}: {violation.detail}",
-        rpc_code=grpc.StatusCode.INTERNAL,
         suggestion="This is a bug in the plugin; the rule is described in "
         "proto/asyncplugin/v1/plugin.proto (Protocol rules).",
         metadata={

@@ -26,6 +26,7 @@ details, else the gRPC code's name (e.g. "PERMISSION_DENIED") and the status det
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Final
 
@@ -36,17 +37,9 @@ from asyncplugin.protocol.text import truncate
 from asyncplugin.v1 import error_pb2
 
 __all__ = [
-    "CHECK_TIMEOUT",
-    "DEADLINE_EXCEEDED",
     "ENGINE_DOMAIN",
-    "ENGINE_INTERNAL",
-    "MAX_CHECKS_EXCEEDED",
-    "MESSAGE_TOO_LARGE",
-    "NOT_A_GRPC_ENDPOINT",
-    "PROTOCOL_VIOLATION",
-    "UNAVAILABLE",
-    "UNIMPLEMENTED",
     "EngineClosed",
+    "EngineCode",
     "EngineError",
     "StoreError",
     "TaskNotFound",
@@ -56,15 +49,48 @@ __all__ = [
 
 ENGINE_DOMAIN: Final = "engine.asyncplugin.v1"
 
-PROTOCOL_VIOLATION: Final = "PROTOCOL_VIOLATION"
-DEADLINE_EXCEEDED: Final = "DEADLINE_EXCEEDED"
-MAX_CHECKS_EXCEEDED: Final = "MAX_CHECKS_EXCEEDED"
-UNAVAILABLE: Final = "UNAVAILABLE"
-CHECK_TIMEOUT: Final = "CHECK_TIMEOUT"
-MESSAGE_TOO_LARGE: Final = "MESSAGE_TOO_LARGE"
-UNIMPLEMENTED: Final = "UNIMPLEMENTED"
-NOT_A_GRPC_ENDPOINT: Final = "NOT_A_GRPC_ENDPOINT"
-ENGINE_INTERNAL: Final = "ENGINE_INTERNAL"
+
+class EngineCode(enum.StrEnum):
+    """The `Error.code` of a task the engine failed itself (domain "engine.asyncplugin.v1").
+
+    Each code carries the gRPC status code written to the envelope's `rpc_code` (`rpc_code`).
+    """
+
+    PROTOCOL_VIOLATION = "PROTOCOL_VIOLATION"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    MAX_CHECKS_EXCEEDED = "MAX_CHECKS_EXCEEDED"
+    UNAVAILABLE = "UNAVAILABLE"
+    CHECK_TIMEOUT = "CHECK_TIMEOUT"
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    NOT_A_GRPC_ENDPOINT = "NOT_A_GRPC_ENDPOINT"
+    CANCELLED = "CANCELLED"
+    INSECURE_TARGET = "INSECURE_TARGET"
+    TLS_HANDSHAKE_FAILED = "TLS_HANDSHAKE_FAILED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    ENGINE_INTERNAL = "ENGINE_INTERNAL"
+
+    @property
+    def rpc_code(self) -> grpc.StatusCode:
+        """The gRPC status code that classifies this failure."""
+        return _RPC_CODES[self]
+
+
+_RPC_CODES: Final[Mapping[EngineCode, grpc.StatusCode]] = {
+    EngineCode.PROTOCOL_VIOLATION: grpc.StatusCode.INTERNAL,
+    EngineCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    EngineCode.MAX_CHECKS_EXCEEDED: grpc.StatusCode.ABORTED,
+    EngineCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    EngineCode.CHECK_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    EngineCode.MESSAGE_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    EngineCode.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
+    EngineCode.NOT_A_GRPC_ENDPOINT: grpc.StatusCode.UNAVAILABLE,
+    EngineCode.CANCELLED: grpc.StatusCode.CANCELLED,
+    EngineCode.INSECURE_TARGET: grpc.StatusCode.FAILED_PRECONDITION,
+    EngineCode.TLS_HANDSHAKE_FAILED: grpc.StatusCode.UNAVAILABLE,
+    EngineCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    EngineCode.ENGINE_INTERNAL: grpc.StatusCode.INTERNAL,
+}
 
 
 class EngineError(AsyncPluginError):
@@ -109,21 +135,25 @@ class StoreError(EngineError):
 
 
 def engine_error(
-    code: str,
+    code: EngineCode | grpc.StatusCode,
     message: str,
     *,
-    rpc_code: grpc.StatusCode,
     internal_message: str = "",
     suggestion: str = "",
     metadata: Mapping[str, str] | None = None,
     wrapped_message: str = "",
 ) -> error_pb2.Error:
-    """Builds the error envelope of a task the engine fails itself (texts cut to their limits)."""
+    """Builds the error envelope of a task the engine fails itself (texts cut to their limits).
+
+    `code` is an engine code (its own gRPC code goes to `rpc_code`), or the gRPC code of a
+    failed call that no engine code describes (its name becomes the envelope's code).
+    """
+    rpc_code = code.rpc_code if isinstance(code, EngineCode) else code
     error = error_pb2.Error(
         message=truncate(message, limits.TEXT_MAX_BYTES),
         internal_message=truncate(internal_message, limits.DETAIL_MAX_BYTES),
         suggestion=truncate(suggestion, limits.TEXT_MAX_BYTES),
-        code=code,
+        code=code if isinstance(code, EngineCode) else code.name,
         rpc_code=rpc_code.value[0],
         domain=ENGINE_DOMAIN,
         metadata=dict(metadata or {}),

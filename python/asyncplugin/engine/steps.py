@@ -20,10 +20,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-
-import grpc
+from typing import Final, Literal, Protocol
 
 from asyncplugin.protocol import ProtocolViolation, TaskState, decode_response, limits
 from asyncplugin.protocol.text import truncate
@@ -39,6 +38,7 @@ from .conversation import (
     scheduled,
     violation_error,
 )
+from .errors import EngineCode
 from .policy import PollingPolicy, TransportRetryPolicy, next_interval, retry_delay
 from .records import CallKind, CheckOutcome, CheckRecord, TaskRecord
 from .transport import Transport, TransportError
@@ -47,8 +47,22 @@ __all__ = ["Commit", "Driver"]
 
 _log = logging.getLogger(__name__)
 
-Commit = Callable[..., Awaitable[None]]
-"""`commit(record_or_None, *checks)`: store atomically, update the cache, notify listeners."""
+
+class Commit(Protocol):
+    """`commit(record_or_None, *checks)`: store atomically, update the cache, notify listeners."""
+
+    def __call__(self, record: TaskRecord | None, /, *checks: CheckRecord) -> Awaitable[None]:
+        """Records the task's new record (None: history entries only) and its entries."""
+        ...
+
+
+GiveUpCode = Literal[EngineCode.DEADLINE_EXCEEDED, EngineCode.MAX_CHECKS_EXCEEDED]
+"""The engine codes of a task the engine gives up on."""
+
+_GIVE_UP_OUTCOMES: Final[Mapping[GiveUpCode, CheckOutcome]] = {
+    EngineCode.DEADLINE_EXCEEDED: CheckOutcome.DEADLINE_EXCEEDED,
+    EngineCode.MAX_CHECKS_EXCEEDED: CheckOutcome.MAX_CHECKS_EXCEEDED,
+}
 
 
 class Driver:
@@ -93,7 +107,7 @@ class Driver:
         if record.deadline is not None and now >= record.deadline:
             await self.give_up(
                 record,
-                errors.DEADLINE_EXCEEDED,
+                EngineCode.DEADLINE_EXCEEDED,
                 f"the task did not finish by its deadline {_iso(record.deadline)}",
             )
             return
@@ -174,7 +188,7 @@ class Driver:
         if policy.max_checks is not None and number >= policy.max_checks:
             await self.give_up(
                 running,
-                errors.MAX_CHECKS_EXCEEDED,
+                EngineCode.MAX_CHECKS_EXCEEDED,
                 f"the plugin was still RUNNING after {number} status checks "
                 f"(max_checks {policy.max_checks})",
                 entry,
@@ -187,7 +201,7 @@ class Driver:
         self._schedule(record.task_id, due)
 
     async def give_up(
-        self, record: TaskRecord, code: str, message: str, *preceding: CheckRecord
+        self, record: TaskRecord, code: GiveUpCode, message: str, *preceding: CheckRecord
     ) -> None:
         """Fails the task with an engine error, telling the plugin with a best-effort cancel.
 
@@ -196,15 +210,9 @@ class Driver:
         leaves the task as it was: the restarted engine gives up again (and cancels again).
         """
         now = self._clock.now()
-        rpc_code = (
-            grpc.StatusCode.DEADLINE_EXCEEDED
-            if code == errors.DEADLINE_EXCEEDED
-            else grpc.StatusCode.ABORTED
-        )
         error = errors.engine_error(
             code,
             message,
-            rpc_code=rpc_code,
             suggestion="Raise the task's deadline_s or the policy's max_checks if the work "
             "legitimately takes longer.",
             metadata={"check_count": str(record.check_count)},
@@ -216,7 +224,7 @@ class Driver:
             check_number=record.check_count,
             started=now,
             finished=now,
-            outcome=CheckOutcome(code),
+            outcome=_GIVE_UP_OUTCOMES[code],
             message=message,
         )
         cancel_entry = await self.cancel_request(failed)
@@ -280,9 +288,8 @@ class Driver:
     async def fail_internal(self, record: TaskRecord, err: Exception) -> None:
         """Fails the task with ENGINE_INTERNAL after an unexpected error (an engine bug)."""
         error = errors.engine_error(
-            errors.ENGINE_INTERNAL,
+            EngineCode.ENGINE_INTERNAL,
             "the engine failed while handling this task",
-            rpc_code=grpc.StatusCode.INTERNAL,
             internal_message=f"{type(err).__name__}: {err}",
         )
         failed = _finish(
@@ -354,15 +361,23 @@ class Driver:
         await self._commit(failed, dataclasses.replace(entry, outcome=CheckOutcome.RPC_ERROR))
 
 
-def _finish(record: TaskRecord, state: TaskState, now: float, **changes: object) -> TaskRecord:
-    """The record moved to a terminal state at `now`."""
+def _finish(
+    record: TaskRecord,
+    state: TaskState,
+    now: float,
+    *,
+    result: bytes | None = None,
+    error: bytes | None = None,
+) -> TaskRecord:
+    """The record moved to a terminal state at `now`, with the result or error if given."""
     return dataclasses.replace(
         record,
         state=state,
         end_time=now,
         update_time=now,
         next_check_time=None,
-        **changes,  # type: ignore[arg-type]
+        result=record.result if result is None else result,
+        error=record.error if error is None else error,
     )
 
 

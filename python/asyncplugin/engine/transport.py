@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 import grpc
@@ -36,11 +37,9 @@ from asyncplugin.v1 import error_pb2
 
 from . import errors
 from .credentials import ChannelSecurity
+from .errors import EngineCode
 
 __all__ = [
-    "INSECURE_TARGET",
-    "TLS_HANDSHAKE_FAILED",
-    "UNAUTHENTICATED",
     "GrpcTransport",
     "Metadata",
     "SecurityConfig",
@@ -57,13 +56,6 @@ SecurityConfig = (
 )
 """TLS for every target (one ChannelSecurity), per target (a mapping; targets not in it use
 plaintext), or computed (a callable returning None for plaintext)."""
-
-INSECURE_TARGET: Final = "INSECURE_TARGET"
-"""Engine error code: plaintext to a non-loopback target without `allow_insecure`."""
-TLS_HANDSHAKE_FAILED: Final = "TLS_HANDSHAKE_FAILED"
-"""Engine error code: the TLS handshake failed (untrusted certificate, wrong name, no TLS)."""
-UNAUTHENTICATED: Final = "UNAUTHENTICATED"
-"""Engine error code: the plugin refused the engine's credentials (missing or wrong token)."""
 
 _log = logging.getLogger(__name__)
 
@@ -280,15 +272,128 @@ def require_secure_target(target: str, *, secure: bool, allow_insecure: bool) ->
         None,
         retryable=False,
         error=errors.engine_error(
-            INSECURE_TARGET,
+            EngineCode.INSECURE_TARGET,
             f"refusing to call {target} without TLS: it is not a loopback address",
-            rpc_code=grpc.StatusCode.FAILED_PRECONDITION,
             suggestion="Configure TLS for this target (GrpcTransport(security=ChannelSecurity"
             "(...)) or --tls-ca), or allow plaintext explicitly (allow_insecure=True or "
             "--insecure) on a trusted network.",
             metadata={"target": target},
         ),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Known:
+    """A failed call the engine recognises by its gRPC code (and text), and its engine code.
+
+    `message` is formatted with `target`, `method`, `where` ("method at target") and `limit`
+    (" within N s" for a call's own timeout).
+    """
+
+    grpc_code: grpc.StatusCode
+    code: EngineCode
+    retryable: bool
+    message: str
+    suggestion: str
+    markers: tuple[str, ...] = ()
+    """Only when the details contain one of these (compared in lower case); () for any."""
+    lower: bool = False
+    """Compare the markers with the details in lower case."""
+    even_rich: bool = False
+    """Applies also when the plugin sent a google.rpc.Status of its own."""
+    names_method: bool = True
+    """The envelope's metadata names the method as well as the target."""
+
+    def matches(self, code: grpc.StatusCode, details: str, rich: bool) -> bool:
+        """True when a call that failed with `code` and `details` is this kind of failure."""
+        if code is not self.grpc_code or (rich and not self.even_rich):
+            return False
+        text = details.lower() if self.lower else details
+        return not self.markers or any(marker in text for marker in self.markers)
+
+
+# First match wins. Retryable: UNAVAILABLE (a plugin restarting), the call's own timeout, and a
+# CANCELLED the engine did not ask for: the engine never cancels a call it still awaits
+# (stopping cancels the awaiting task, not the RPC's outcome), so it came from the server, which
+# cancels calls that arrive as a graceful shutdown starts or that overflow its pending queue.
+# Nothing was answered, so retrying is safe for a status check and, with the same idempotency
+# key, for an initiation. A server refusing the engine's client certificate closes the
+# connection mid-handshake, which reaches the client only as UNAVAILABLE "Socket closed": that
+# one stays retryable.
+_KNOWN: Final = (
+    _Known(
+        grpc_code=grpc.StatusCode.UNAVAILABLE,
+        code=EngineCode.TLS_HANDSHAKE_FAILED,
+        retryable=False,
+        message="the TLS handshake with {target} failed",
+        suggestion="Check that the plugin serves TLS, that its certificate is signed by the CA "
+        "given to the engine, and that it names the target's host (or set the server name "
+        "override).",
+        markers=_TLS_MARKERS,
+        lower=True,
+        even_rich=True,
+        names_method=False,
+    ),
+    _Known(
+        grpc_code=grpc.StatusCode.UNAVAILABLE,
+        code=EngineCode.NOT_A_GRPC_ENDPOINT,
+        retryable=False,
+        message="{target} is not a gRPC server (it does not speak HTTP/2 gRPC)",
+        suggestion="Check the target address and port of the plugin.",
+        markers=_NOT_GRPC_MARKERS,
+        even_rich=True,
+        names_method=False,
+    ),
+    _Known(
+        grpc_code=grpc.StatusCode.UNAVAILABLE,
+        code=EngineCode.UNAVAILABLE,
+        retryable=True,
+        message="the plugin at {target} is unavailable",
+        suggestion="Check that the plugin is running and reachable.",
+        names_method=False,
+    ),
+    _Known(
+        grpc_code=grpc.StatusCode.CANCELLED,
+        code=EngineCode.CANCELLED,
+        retryable=True,
+        message="the plugin at {target} cancelled the call to {method} without answering",
+        suggestion="The plugin may be shutting down or overloaded.",
+    ),
+    _Known(
+        grpc_code=grpc.StatusCode.DEADLINE_EXCEEDED,
+        code=EngineCode.CHECK_TIMEOUT,
+        retryable=True,
+        message="the call to {where} did not answer{limit}",
+        suggestion="A status check should answer quickly; raise check_timeout_s if the plugin "
+        "needs longer.",
+        even_rich=True,
+    ),
+    _Known(
+        grpc_code=grpc.StatusCode.RESOURCE_EXHAUSTED,
+        code=EngineCode.MESSAGE_TOO_LARGE,
+        retryable=False,
+        message="a message of the call to {where} exceeds the gRPC size limit",
+        suggestion="Keep payloads and answers under the message size limit "
+        f"({limits.MESSAGE_MAX_BYTES} bytes by default) or pass a reference instead.",
+        markers=_TOO_LARGE_MARKERS,
+        even_rich=True,
+    ),
+    _Known(
+        grpc_code=grpc.StatusCode.UNAUTHENTICATED,
+        code=EngineCode.UNAUTHENTICATED,
+        retryable=False,
+        message="the plugin at {target} refused the call to {method}: not authenticated",
+        suggestion="Check the bearer token the engine sends to this target (metadata_provider, "
+        "--token-file or $ASYNCPLUGIN_TOKEN).",
+    ),
+    _Known(
+        grpc_code=grpc.StatusCode.UNIMPLEMENTED,
+        code=EngineCode.UNIMPLEMENTED,
+        retryable=False,
+        message="the plugin at {target} does not implement {method}",
+        suggestion="Check the method path: /package.Service/Method.",
+    ),
+)
 
 
 def classify_rpc_error(
@@ -302,130 +407,37 @@ def classify_rpc_error(
 ) -> TransportError:
     """Decides how the engine treats a failed RPC, and builds the envelope if it fails the task.
 
-    Retryable: UNAVAILABLE (unless the peer is plainly not a gRPC server), DEADLINE_EXCEEDED, and
-    CANCELLED without rich details (a server cancels calls arriving as it shuts down).
-    Not retryable, with an engine code: RESOURCE_EXHAUSTED for message size
-    ("MESSAGE_TOO_LARGE"), UNIMPLEMENTED without rich details ("UNIMPLEMENTED", naming the
-    method), a non-gRPC peer ("NOT_A_GRPC_ENDPOINT"), a failed TLS handshake
-    ("TLS_HANDSHAKE_FAILED"), UNAUTHENTICATED without rich details ("UNAUTHENTICATED").
-    Anything else: the google.rpc.Status from the trailing metadata mapped with
-    `status_to_error`, or else the code's name and details.
-
-    A server refusing the engine's client certificate closes the connection mid-handshake,
-    which reaches the client only as UNAVAILABLE "Socket closed": that one stays retryable.
+    A failure listed in `_KNOWN` gets its engine code, message and retryability. Otherwise the
+    google.rpc.Status a plugin sent in the trailing metadata is mapped with `status_to_error`
+    (retried on UNAVAILABLE only), or else the envelope carries the gRPC code's name and details.
     """
     rich = _rich_status(code, trailing_metadata)
-    where = f"{method} at {target}"
-
-    def fail(
-        engine_code: str, message: str, suggestion: str, *, retryable: bool, name_method: bool
-    ) -> TransportError:
-        metadata = {"target": target, "method": method} if name_method else {"target": target}
-        return TransportError(
-            code,
-            retryable=retryable,
-            error=errors.engine_error(
-                engine_code,
-                message,
-                rpc_code=code,
-                internal_message=details,
-                suggestion=suggestion,
-                metadata=metadata,
-            ),
-        )
-
-    if code is grpc.StatusCode.UNAVAILABLE:
-        lowered = details.lower()
-        if any(marker in lowered for marker in _TLS_MARKERS):
-            return fail(
-                TLS_HANDSHAKE_FAILED,
-                f"the TLS handshake with {target} failed",
-                "Check that the plugin serves TLS, that its certificate is signed by the CA "
-                "given to the engine, and that it names the target's host (or set the server "
-                "name override).",
-                retryable=False,
-                name_method=False,
-            )
-        if any(marker in details for marker in _NOT_GRPC_MARKERS):
-            return fail(
-                errors.NOT_A_GRPC_ENDPOINT,
-                f"{target} is not a gRPC server (it does not speak HTTP/2 gRPC)",
-                "Check the target address and port of the plugin.",
-                retryable=False,
-                name_method=False,
-            )
-        if rich is not None:
-            return TransportError(code, retryable=True, error=status_to_error(rich))
-        return fail(
-            errors.UNAVAILABLE,
-            f"the plugin at {target} is unavailable",
-            "Check that the plugin is running and reachable.",
-            retryable=True,
-            name_method=False,
-        )
-    if code is grpc.StatusCode.CANCELLED and rich is None:
-        # The engine never cancels a call it still awaits (stopping cancels the awaiting task,
-        # not the RPC's outcome), so this CANCELLED came from the server: grpc servers cancel
-        # calls that arrive just as a graceful shutdown starts (a plugin restarting) or that
-        # overflow their pending queue. Nothing was answered; retrying is safe for a status
-        # check and, with the same idempotency key, for an initiation.
-        return fail(
-            code.name,
-            f"the plugin at {target} cancelled the call to {method} without answering",
-            "The plugin may be shutting down or overloaded.",
-            retryable=True,
-            name_method=True,
-        )
-    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+    known = next((k for k in _KNOWN if k.matches(code, details, rich is not None)), None)
+    if known is not None:
         limit = f" within {timeout_s:g} s" if timeout_s is not None else ""
-        return fail(
-            errors.CHECK_TIMEOUT,
-            f"the call to {where} did not answer{limit}",
-            "A status check should answer quickly; raise check_timeout_s if the plugin needs "
-            "longer.",
-            retryable=True,
-            name_method=True,
+        message = known.message.format(
+            target=target, method=method, where=f"{method} at {target}", limit=limit
         )
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and any(
-        marker in details for marker in _TOO_LARGE_MARKERS
-    ):
-        return fail(
-            errors.MESSAGE_TOO_LARGE,
-            f"a message of the call to {where} exceeds the gRPC size limit",
-            "Keep payloads and answers under the message size limit "
-            f"({limits.MESSAGE_MAX_BYTES} bytes by default) or pass a reference instead.",
-            retryable=False,
-            name_method=True,
+        metadata = (
+            {"target": target, "method": method} if known.names_method else {"target": target}
         )
-    if code is grpc.StatusCode.UNAUTHENTICATED and rich is None:
-        return fail(
-            UNAUTHENTICATED,
-            f"the plugin at {target} refused the call to {method}: not authenticated",
-            "Check the bearer token the engine sends to this target (metadata_provider, "
-            "--token-file or $ASYNCPLUGIN_TOKEN).",
-            retryable=False,
-            name_method=True,
+        error = errors.engine_error(
+            known.code,
+            message,
+            internal_message=details,
+            suggestion=known.suggestion,
+            metadata=metadata,
         )
-    if code is grpc.StatusCode.UNIMPLEMENTED and rich is None:
-        return fail(
-            errors.UNIMPLEMENTED,
-            f"the plugin at {target} does not implement {method}",
-            "Check the method path: /package.Service/Method.",
-            retryable=False,
-            name_method=True,
-        )
+        return TransportError(code, retryable=known.retryable, error=error)
     if rich is not None:
-        return TransportError(code, retryable=False, error=status_to_error(rich))
-    return TransportError(
+        retryable = code is grpc.StatusCode.UNAVAILABLE
+        return TransportError(code, retryable=retryable, error=status_to_error(rich))
+    error = errors.engine_error(
         code,
-        retryable=False,
-        error=errors.engine_error(
-            code.name,
-            details or f"the call to {where} failed with {code.name}",
-            rpc_code=code,
-            metadata={"target": target, "method": method},
-        ),
+        details or f"the call to {method} at {target} failed with {code.name}",
+        metadata={"target": target, "method": method},
     )
+    return TransportError(code, retryable=False, error=error)
 
 
 def _pairs(metadata: object) -> list[tuple[str, str | bytes]]:
