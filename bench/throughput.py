@@ -170,8 +170,14 @@ async def _engine(
         store: TaskStore = (
             SqliteStore(Path(tmp) / "tasks.sqlite3") if store_kind == "sqlite" else MemoryStore()
         )
+        # With a single plugin both bounds (all calls, calls per target) are set to C, so the
+        # engine and the raw client have the same number of calls in flight.
         engine = Engine(
-            store=store, policy=policy, on_change=on_change, **concurrency_kwargs(concurrency)
+            store=store,
+            policy=policy,
+            on_change=on_change,
+            max_concurrent_rpcs=concurrency,
+            max_concurrent_rpcs_per_target=concurrency,
         )
         async with engine:
             for _ in range(4 * concurrency):
@@ -181,23 +187,6 @@ async def _engine(
             await asyncio.sleep(window_s)
             result = window.close()
     return result
-
-
-def concurrency_kwargs(concurrency: int) -> dict[str, Any]:
-    """Engine arguments for `concurrency` calls in flight to the one plugin of the benchmark.
-
-    The engine bounds calls per target too (a bulkhead, half of `max_concurrent_rpcs` by
-    default); with a single plugin both bounds are set to C so the engine and the raw client have
-    the same number of calls in flight.
-    """
-    import inspect
-
-    from asyncplugin.engine import Engine
-
-    kwargs: dict[str, Any] = {"max_concurrent_rpcs": concurrency}
-    if "max_concurrent_rpcs_per_target" in inspect.signature(Engine).parameters:
-        kwargs["max_concurrent_rpcs_per_target"] = concurrency
-    return kwargs
 
 
 def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:

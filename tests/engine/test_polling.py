@@ -10,9 +10,11 @@ import time
 import pytest
 
 from asyncplugin.engine import (
+    BearerTokens,
     CallKind,
     CheckOutcome,
     FakeClock,
+    GrpcTransport,
     PollingPolicy,
     TaskOptions,
     TaskUpdate,
@@ -196,18 +198,19 @@ async def test_deadline_and_identities_reach_the_plugin(
     make_engine: MakeEngine, serve: Serve
 ) -> None:
     """RequestContext carries plugin ids, a caller's idempotency key and the deadline; call
-    metadata carries the bearer token and extra pairs."""
+    metadata carries the transport's bearer token and the task's extra pairs."""
     plugin = await serve(constant(done(b"ok")))
-    engine = await make_engine()
+    transport = GrpcTransport(metadata_provider=BearerTokens({plugin.target: "s3cret"}))
+    engine = await make_engine(transport=transport)
     options = TaskOptions(
         plugin_id="transcriber",
         plugin_instance_id="eu-1",
         idempotency_key="caller-key",
         deadline_s=120.0,
         metadata=(("x-team", "speech"),),
-        bearer_token="s3cret",
     )
     record = await engine.invoke(plugin.target, payload=b"raw", options=options)
+    await transport.close()
     [request] = plugin.calls()
     context = request.context
     assert (context.plugin_id, context.plugin_instance_id) == ("transcriber", "eu-1")

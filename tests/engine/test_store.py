@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from asyncplugin.engine import (
+    BearerTokens,
     CallKind,
     CheckOutcome,
     CheckRecord,
     Engine,
+    GrpcTransport,
     MemoryStore,
     PollingPolicy,
     SqliteStore,
@@ -26,6 +28,8 @@ from asyncplugin.engine import (
 )
 from asyncplugin.engine.store.sqlite import SCHEMA_VERSION
 from asyncplugin.protocol import TaskState
+from tests.engine.conftest import MakeEngine, Serve
+from tests.engine.plugins import Job
 
 
 def _record(task_id: str = "t1", *, create_time: float = 100.0, **changes: object) -> TaskRecord:
@@ -208,20 +212,29 @@ async def test_sqlite_unopened_store_says_so(tmp_path: Path) -> None:
         await SqliteStore(tmp_path / "t.db").get("x")
 
 
-async def test_sqlite_never_writes_the_bearer_token(tmp_path: Path) -> None:
-    """A task's bearer token stays in memory: the SQLite file never holds it."""
-    path = tmp_path / "t.db"
-    store = SqliteStore(path)
-    await store.open()
+async def test_sqlite_never_writes_the_bearer_token(
+    tmp_path: Path, make_engine: MakeEngine, serve: Serve
+) -> None:
+    """The bearer token a task is called with stays in the transport's memory: the plugin gets
+    it, and the SQLite files never hold it."""
+    plugin = await serve(Job(checks=2))
     secret = "tok-" + "s3cr3t" * 4
-    record = _record(options=TaskOptions(bearer_token=secret, metadata=(("x-team", "a"),)))
-    await store.create(record)
+    transport = GrpcTransport(metadata_provider=BearerTokens({plugin.target: secret}))
+    engine = await make_engine(store=SqliteStore(tmp_path / "t.db"), transport=transport)
+    options = TaskOptions(metadata=(("x-team", "a"),))
+    record = await engine.invoke(plugin.target, options=options)
+    await engine.stop()
+    await transport.close()
+    assert record.state is TaskState.SUCCEEDED
+    assert [m["authorization"] for m in plugin.metadata] == [f"Bearer {secret}"] * 3
+    store = SqliteStore(tmp_path / "t.db")
+    await store.open()
     loaded = await store.get(record.task_id)
     await store.close()
     assert loaded is not None
-    assert loaded.options.bearer_token is None
     assert loaded.options.metadata == (("x-team", "a"),)
     assert secret not in repr(record)
+    assert secret not in repr(transport)
     assert _files_containing(tmp_path, secret.encode()) == []
 
 

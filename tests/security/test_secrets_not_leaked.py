@@ -15,7 +15,6 @@ from asyncplugin.engine import (
     MemoryStore,
     SqliteStore,
     TaskOptions,
-    TaskRecord,
 )
 from asyncplugin.engine.credentials import BearerTokens, ChannelSecurity
 from asyncplugin.protocol import TaskState
@@ -63,44 +62,28 @@ async def test_logs_hold_no_token_or_key_material(
         assert secret not in everything
 
 
-def _stored(path: Path, record: TaskRecord) -> None:
-    async def write() -> None:
-        store = SqliteStore(str(path))
-        await store.open()
-        try:
-            await store.create(record)
-        finally:
-            await store.close()
-
-    asyncio.run(write())
-
-
-def test_tasks_show_redacts_tokens_and_metadata(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+async def test_tasks_show_redacts_tokens_and_metadata(
+    tmp_path: Path, start_server: StartServer, token: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`tasks show` of a task submitted with a bearer token and call metadata prints neither:
+    """`tasks show` of a task run with a bearer token and call metadata prints neither:
     metadata keys only, values redacted; the token is not even in the store."""
     store = tmp_path / "tasks.db"
-    record = TaskRecord(
-        task_id="t-secret",
-        target="127.0.0.1:1",
-        method="/asyncplugin.v1.PluginService/Invoke",
-        state=TaskState.WAITING,
-        payload=b"",
-        idempotency_key="k-1",
-        options=TaskOptions(
-            plugin_id="transcriber",
-            metadata=(("x-api-key", "meta-secret-value"),),
-            bearer_token="bearer-secret-value",
-        ),
-        create_time=100.0,
-        update_time=100.0,
-    )
-    _stored(store, record)
-    assert main(["tasks", "show", "t-secret", "--store", str(store)]) == 0
-    assert main(["tasks", "list", "--store", str(store)]) == 0
+    server = await start_server(auth_tokens=[token])
+    transport = GrpcTransport(metadata_provider=BearerTokens({server.address: token}))
+    options = TaskOptions(plugin_id="transcriber", metadata=(("x-api-key", "meta-secret-value"),))
+    async with Engine(store=SqliteStore(store), transport=transport) as engine:
+        record = await engine.invoke(server.address, options=options, timeout_s=20)
+    await transport.close()
+    assert record.state is TaskState.SUCCEEDED  # the token was sent and accepted
+    show = ["tasks", "show", record.task_id, "--store", str(store)]
+    assert await asyncio.to_thread(main, show) == 0
+    assert await asyncio.to_thread(main, ["tasks", "list", "--store", str(store)]) == 0
     out = capsys.readouterr().out
     assert "meta-secret-value" not in out
-    assert "bearer-secret-value" not in out
+    assert token not in out
     assert "x-api-key=<redacted>" in out
-    assert b"bearer-secret-value" not in store.read_bytes()  # never written at all
+    assert _files_holding(tmp_path, token) == []  # never written (WAL and lock files included)
+
+
+def _files_holding(folder: Path, secret: str) -> list[str]:
+    return [path.name for path in folder.iterdir() if secret.encode() in path.read_bytes()]

@@ -22,19 +22,13 @@ _SUBCOMMANDS = ("serve", "invoke", "tasks", "demo", "conformance")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every available subcommand registered."""
+    """The top-level parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="asyncplugin", description="Asynchronous plugins over gRPC: serve, invoke, inspect."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"asyncplugin.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"asyncplugin.cli.{name}":
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(f"asyncplugin.cli.{name}").register(subparsers)
     return parser
 
 

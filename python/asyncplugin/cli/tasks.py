@@ -120,8 +120,8 @@ def _details(record: TaskRecord, *, show_remote_input: bool) -> Table:
 
 
 def _option_rows(record: TaskRecord) -> list[tuple[str, str]]:
-    """The task's identities and call metadata, with every metadata value and token redacted
-    (metadata may carry credentials under any key, so no value is shown)."""
+    """The task's identities and call metadata, with every metadata value redacted (metadata
+    may carry credentials under any key, so no value is shown)."""
     options = record.options
     rows: list[tuple[str, str]] = []
     if options.plugin_id or options.plugin_instance_id:
@@ -129,6 +129,4 @@ def _option_rows(record: TaskRecord) -> list[tuple[str, str]]:
     if options.metadata:
         keys = ", ".join(f"{key}=<redacted>" for key, _ in options.metadata)
         rows.append(("call metadata", keys))
-    if options.bearer_token:
-        rows.append(("bearer token", "(stored, redacted)"))
     return rows

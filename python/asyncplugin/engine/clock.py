@@ -90,8 +90,6 @@ class FakeClock:
         self._sequence = itertools.count()
         self._holds = 0
         self._settling = False
-        self.jumps = 0
-        """How many times the clock has jumped forward by itself (for diagnostics)."""
 
     def now(self) -> float:
         """The simulated time in epoch seconds."""
@@ -158,7 +156,6 @@ class FakeClock:
         while self._sleepers and self._sleepers[0][2].done():
             heapq.heappop(self._sleepers)
         if self._sleepers:
-            self.jumps += 1
             self.advance_to(self._sleepers[0][0])
             # Sleepers may remain whose waker will not come back (a cancelled wait): keep going.
             self._kick()

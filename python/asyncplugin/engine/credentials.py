@@ -5,8 +5,8 @@
   verify instead of the target's host.
 - `BearerTokens`: a `metadata_provider` for `GrpcTransport` that adds
   `authorization: Bearer <token>` per target. Tokens given this way live only in the engine's
-  memory: unlike `TaskOptions.bearer_token` they are never written to the task store, so a
-  restarted engine needs them again (and fails the task UNAUTHENTICATED if it lacks them).
+  memory and are never written to the task store, so a restarted engine needs them again (and
+  fails the task UNAUTHENTICATED if it lacks them).
 The transport allows plaintext only to loopback targets
 (`asyncplugin.protocol.security.is_loopback_target`) unless told otherwise
 (`GrpcTransport(allow_insecure=True)`), checked before any connection is opened.

@@ -41,11 +41,9 @@ class TaskOptions:
         plugin_instance_id: the plugin deployment called (sent in RequestContext).
         idempotency_key: overrides the generated key (one per task, same on every call).
         metadata: extra gRPC call metadata, as (key, value) pairs.
-        bearer_token: sent as `authorization: Bearer <token>` on every call of this engine run.
-    `metadata` is written to the store; `bearer_token` is NOT (secrets never reach the task
-    store), so a task resumed by a restarted engine calls without it and fails UNAUTHENTICATED
-    unless the transport supplies tokens: prefer `GrpcTransport(metadata_provider=
-    BearerTokens({target: token}))`, which survives restarts without storing anything.
+    `metadata` is written to the store, so it must hold no secret: a bearer token goes to the
+    transport instead (`GrpcTransport(metadata_provider=BearerTokens({target: token}))`), which
+    sends it on every call and never stores it.
     """
 
     policy: PollingPolicy | None = None
@@ -55,7 +53,6 @@ class TaskOptions:
     plugin_instance_id: str = ""
     idempotency_key: str | None = None
     metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    bearer_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.deadline_s is not None and not self.deadline_s > 0:
@@ -67,8 +64,6 @@ class TaskOptions:
 
     def call_metadata(self) -> tuple[tuple[str, str], ...]:
         """The metadata to send on every call of this task."""
-        if self.bearer_token:
-            return (*self.metadata, ("authorization", f"Bearer {self.bearer_token}"))
         return self.metadata
 
     def to_json(self) -> str:
@@ -88,7 +83,7 @@ class TaskOptions:
 
     @classmethod
     def from_json(cls, text: str) -> TaskOptions:
-        """Decodes options written by `to_json` (a token stored by an older version is read)."""
+        """Decodes options written by `to_json`."""
         data: dict[str, Any] = json.loads(text)
         policy = data.get("policy")
         retry = data.get("retry_policy")
@@ -100,7 +95,6 @@ class TaskOptions:
             plugin_instance_id=data.get("plugin_instance_id", ""),
             idempotency_key=data.get("idempotency_key"),
             metadata=tuple((str(k), str(v)) for k, v in data.get("metadata", [])),
-            bearer_token=data.get("bearer_token"),
         )
 
 
@@ -134,8 +128,6 @@ class CheckOutcome(enum.StrEnum):
     """The answer broke a protocol rule (named in the entry's message)."""
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     MAX_CHECKS_EXCEEDED = "MAX_CHECKS_EXCEEDED"
-    IGNORED = "IGNORED"
-    """An answer that arrived after the task had already finished."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

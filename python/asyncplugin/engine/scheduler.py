@@ -94,10 +94,6 @@ class Scheduler:
         entry = self._live.get(key)
         return entry[0] if entry else None
 
-    def running(self, key: str) -> asyncio.Task[None] | None:
-        """The worker running the handler for `key` right now, if any."""
-        return self._workers.get(key)
-
     @property
     def pending(self) -> int:
         """How many keys are scheduled."""

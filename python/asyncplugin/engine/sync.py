@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import threading
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Collection, Coroutine
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar
@@ -156,14 +156,6 @@ class SyncEngine:
                 target, method=method, payload=payload, options=options, timeout_s=timeout_s
             )
         )
-
-    def call_in_loop(self, function: Callable[[], _T]) -> _T:
-        """Runs a plain function in the engine's thread (e.g. to add a listener safely)."""
-
-        async def call() -> _T:
-            return function()
-
-        return self._run(call())
 
     def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         if self._loop is None:
