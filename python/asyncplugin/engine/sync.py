@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import random
 import threading
 from collections.abc import Collection, Coroutine
 from concurrent.futures import Future
@@ -23,8 +24,13 @@ from typing import Any, TypeVar
 from asyncplugin.protocol import TaskState
 from asyncplugin.protocol.methods import GENERIC_METHOD
 
+from .clock import Clock
 from .engine import Engine, Payload
+from .notify import ChangeHook
+from .policy import PollingPolicy, TransportRetryPolicy
 from .records import CheckRecord, TaskOptions, TaskRecord
+from .store.base import TaskStore
+from .transport import Transport
 
 __all__ = ["SyncEngine"]
 
@@ -34,13 +40,39 @@ _T = TypeVar("_T")
 class SyncEngine:
     """`Engine` with blocking methods; the engine runs in its own thread and event loop.
 
-    Takes the same keyword arguments as `Engine` (store, clock, policy, retry_policy,
-    max_concurrent_rpcs, transport, rng, on_change, shutdown_grace_s). `on_change` hooks run in
-    the engine's thread. Use as a context manager, or call `start()` and `close()`.
+    Takes the same keyword arguments as `Engine` (see there). `on_change` hooks run in the
+    engine's thread. Use as a context manager, or call `start()` and `close()`.
     """
 
-    def __init__(self, **engine_kwargs: Any) -> None:
-        self._kwargs = engine_kwargs
+    def __init__(
+        self,
+        *,
+        store: TaskStore | None = None,
+        clock: Clock | None = None,
+        policy: PollingPolicy | None = None,
+        retry_policy: TransportRetryPolicy | None = None,
+        max_concurrent_rpcs: int = 64,
+        max_concurrent_rpcs_per_target: int | None = None,
+        transport: Transport | None = None,
+        rng: random.Random | None = None,
+        on_change: ChangeHook | None = None,
+        shutdown_grace_s: float = 5.0,
+    ) -> None:
+        def make_engine() -> Engine:
+            return Engine(
+                store=store,
+                clock=clock,
+                policy=policy,
+                retry_policy=retry_policy,
+                max_concurrent_rpcs=max_concurrent_rpcs,
+                max_concurrent_rpcs_per_target=max_concurrent_rpcs_per_target,
+                transport=transport,
+                rng=rng,
+                on_change=on_change,
+                shutdown_grace_s=shutdown_grace_s,
+            )
+
+        self._make_engine = make_engine
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._engine: Engine | None = None
@@ -63,7 +95,7 @@ class SyncEngine:
         self._loop, self._thread = loop, thread
 
         async def make() -> Engine:
-            engine = Engine(**self._kwargs)
+            engine = self._make_engine()  # in the engine's loop: its objects belong there
             await engine.start()
             return engine
 
