@@ -127,33 +127,45 @@ class Answer:
 def read_answer(response: plugin_pb2.InvokeResponse) -> Answer:
     """Reads an answer already validated by `asyncplugin.protocol.decode_response`."""
     status = response.status if response.HasField("status") else None
-    encoded = status.SerializeToString() if status is not None else None
     if response.HasField("data") or (
         status is not None and status.state == task_pb2.TASK_STATE_SUCCEEDED
     ):
-        message = status.status_message if status is not None else ""
-        return Answer(
-            TaskState.SUCCEEDED,
-            CheckOutcome.SUCCEEDED,
-            message,
-            encoded,
-            result=response.data if response.HasField("data") else None,
-        )
-    assert status is not None  # validation guarantees data or status
+        return _succeeded(response, status)
+    if status is None:  # decode_response refuses these (NO_DATA_OR_STATUS)
+        raise ValueError("the answer sets neither data nor status: validate it first")
     if status.state == task_pb2.TASK_STATE_FAILED:
-        error = status.error
-        recorded = task_pb2.Task()
-        recorded.CopyFrom(status)
-        recorded.status_code = error.code  # task.proto: the engine copies error.code here
-        return Answer(
-            TaskState.FAILED,
-            CheckOutcome.FAILED,
-            f"{error.code or 'FAILED'}: {error.message}",
-            recorded.SerializeToString(),
-            error=error.SerializeToString(),
-        )
+        return _failed(status)
     if status.state == task_pb2.TASK_STATE_CANCELLED:
+        encoded = status.SerializeToString()
         return Answer(TaskState.CANCELLED, CheckOutcome.CANCELLED, status.status_message, encoded)
+    return _running(status)
+
+
+def _succeeded(response: plugin_pb2.InvokeResponse, status: task_pb2.Task | None) -> Answer:
+    return Answer(
+        TaskState.SUCCEEDED,
+        CheckOutcome.SUCCEEDED,
+        status.status_message if status is not None else "",
+        status.SerializeToString() if status is not None else None,
+        result=response.data if response.HasField("data") else None,
+    )
+
+
+def _failed(status: task_pb2.Task) -> Answer:
+    error = status.error
+    recorded = task_pb2.Task()
+    recorded.CopyFrom(status)
+    recorded.status_code = error.code  # task.proto: the engine copies error.code here
+    return Answer(
+        TaskState.FAILED,
+        CheckOutcome.FAILED,
+        f"{error.code or 'FAILED'}: {error.message}",
+        recorded.SerializeToString(),
+        error=error.SerializeToString(),
+    )
+
+
+def _running(status: task_pb2.Task) -> Answer:
     hint_s = status.check_after.ToNanoseconds() / 1e9 if status.HasField("check_after") else None
     message = status.status_message or status.remote_status_message
     if status.HasField("progress") and status.progress.HasField("fraction"):
@@ -164,8 +176,9 @@ def read_answer(response: plugin_pb2.InvokeResponse) -> Answer:
     kept = task_pb2.Task()
     kept.CopyFrom(status)
     kept.DiscardUnknownFields()
-    encoded = kept.SerializeToString()
-    return Answer(TaskState.RUNNING, CheckOutcome.RUNNING, message, encoded, hint_s=hint_s)
+    return Answer(
+        TaskState.RUNNING, CheckOutcome.RUNNING, message, kept.SerializeToString(), hint_s=hint_s
+    )
 
 
 def violation_error(violation: ProtocolViolation, *, target: str, method: str) -> bytes:

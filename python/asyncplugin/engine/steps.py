@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal, Protocol
 
@@ -113,68 +114,39 @@ class Driver:
             return
         kind = CallKind.INITIATE if record.state is TaskState.WAITING else CallKind.CHECK
         number = 0 if kind is CallKind.INITIATE else record.check_count + 1
+        call = _Call(record, kind, number, started=now)
         try:
             raw = await self._call(record, kind, number)
         except TransportError as err:
-            await self._transport_failed(record, err, kind, number, now)
+            await self._transport_failed(call, err)
             return
         finished = self._clock.now()
         try:
             response = decode_response(raw)
         except ProtocolViolation as violation:
-            await self._violated(record, violation, kind, number, now, finished)
+            await self._violated(call, violation, finished)
             return
-        await self._answered(record, read_answer(response), kind, number, now, finished)
+        await self._answered(call, read_answer(response), finished)
 
-    async def _violated(
-        self,
-        record: TaskRecord,
-        violation: ProtocolViolation,
-        kind: CallKind,
-        number: int,
-        started: float,
-        finished: float,
-    ) -> None:
+    async def _violated(self, call: _Call, violation: ProtocolViolation, finished: float) -> None:
         """The answer broke a protocol rule: this task (only) fails PROTOCOL_VIOLATION."""
+        record = call.record
         _log.warning("task %s: %s", record.task_id, violation)
         error = violation_error(violation, target=record.target, method=record.method)
         failed = _finish(record, TaskState.FAILED, finished, error=error)
-        entry = history_entry(
-            failed,
-            kind=kind,
-            check_number=number,
-            started=started,
-            finished=finished,
-            outcome=CheckOutcome.PROTOCOL_VIOLATION,
-            message=str(violation),
-        )
+        entry = call.entry(finished, CheckOutcome.PROTOCOL_VIOLATION, str(violation))
         await self._commit(failed, entry)
 
-    async def _answered(
-        self,
-        record: TaskRecord,
-        answer: Answer,
-        kind: CallKind,
-        number: int,
-        started: float,
-        finished: float,
-    ) -> None:
+    async def _answered(self, call: _Call, answer: Answer, finished: float) -> None:
         """A valid answer: record the end, or record RUNNING and schedule the next check."""
-        entry = history_entry(
-            record,
-            kind=kind,
-            check_number=number,
-            started=started,
-            finished=finished,
-            outcome=answer.outcome,
-            message=answer.message,
-        )
+        record, number = call.record, call.number
+        entry = call.entry(finished, answer.outcome, answer.message)
         progress = dataclasses.replace(
             record,
             status=answer.status or record.status,
             check_count=number,
             retries=0,
-            start_time=started if kind is CallKind.INITIATE else record.start_time,
+            start_time=call.started if call.kind is CallKind.INITIATE else record.start_time,
             update_time=finished,
         )
         if answer.state is not TaskState.RUNNING:
@@ -218,14 +190,8 @@ class Driver:
             metadata={"check_count": str(record.check_count)},
         )
         failed = _finish(record, TaskState.FAILED, now, error=error.SerializeToString())
-        entry = history_entry(
-            failed,
-            kind=CallKind.GIVE_UP,
-            check_number=record.check_count,
-            started=now,
-            finished=now,
-            outcome=_GIVE_UP_OUTCOMES[code],
-            message=message,
+        entry = _Call(record, CallKind.GIVE_UP, record.check_count, started=now).entry(
+            now, _GIVE_UP_OUTCOMES[code], message
         )
         cancel_entry = await self.cancel_request(failed)
         await self._commit(failed, *preceding, entry, cancel_entry)
@@ -251,16 +217,13 @@ class Driver:
         """
         now = self._clock.now()
         number = record.check_count + 1
+        call = _Call(record, CallKind.CANCEL, number, started=now)
         status = task_pb2.Task.FromString(record.status or b"")
         if not status.HasField("remote_status_input"):
-            return history_entry(
-                record,
-                kind=CallKind.CANCEL,
-                check_number=number,
-                started=now,
-                finished=now,
-                outcome=CheckOutcome.CANCELLED,
-                message="no cancel request sent: the plugin had not answered RUNNING yet",
+            return call.entry(
+                now,
+                CheckOutcome.CANCELLED,
+                "no cancel request sent: the plugin had not answered RUNNING yet",
             )
         outcome, message, code = CheckOutcome.RPC_ERROR, "", ""
         try:
@@ -274,16 +237,7 @@ class Driver:
         except Exception as err:  # best effort: never let the cancel request fail the caller
             _log.exception("task %s: cancel request failed", record.task_id)
             message = f"{type(err).__name__}: {err}"
-        return history_entry(
-            record,
-            kind=CallKind.CANCEL,
-            check_number=number,
-            started=now,
-            finished=self._clock.now(),
-            outcome=outcome,
-            message=message,
-            grpc_code=code,
-        )
+        return call.entry(self._clock.now(), outcome, message, grpc_code=code)
 
     async def fail_internal(self, record: TaskRecord, err: Exception) -> None:
         """Fails the task with ENGINE_INTERNAL after an unexpected error (an engine bug)."""
@@ -317,29 +271,15 @@ class Driver:
             metadata=record.options.call_metadata(),
         )
 
-    async def _transport_failed(
-        self,
-        record: TaskRecord,
-        err: TransportError,
-        kind: CallKind,
-        number: int,
-        started: float,
-    ) -> None:
+    async def _transport_failed(self, call: _Call, err: TransportError) -> None:
+        """The call failed in transport: retry it later, or fail the task with the error."""
+        record = call.record
         finished = self._clock.now()
         retry_policy = self.retry_policy_for(record)
         detail = err.error.message
         if err.error.internal_message:
             detail += f": {err.error.internal_message}"
-        entry = history_entry(
-            record,
-            kind=kind,
-            check_number=number,
-            started=started,
-            finished=finished,
-            outcome=CheckOutcome.TRANSPORT_RETRY,
-            message=detail,
-            grpc_code=err.code_name,
-        )
+        entry = call.entry(finished, CheckOutcome.TRANSPORT_RETRY, detail, grpc_code=err.code_name)
         if err.retryable and record.retries < retry_policy.max_retries:
             retries = record.retries + 1
             delay, reason = retry_delay(retries, retry_policy, self._rng)
@@ -359,6 +299,31 @@ class Driver:
             error.metadata["retries"] = str(record.retries)
         failed = _finish(record, TaskState.FAILED, finished, error=error.SerializeToString())
         await self._commit(failed, dataclasses.replace(entry, outcome=CheckOutcome.RPC_ERROR))
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One call of a task (or the engine giving up on it): which, its number, when it began."""
+
+    record: TaskRecord
+    kind: CallKind
+    number: int
+    started: float
+
+    def entry(
+        self, finished: float, outcome: CheckOutcome, message: str = "", *, grpc_code: str = ""
+    ) -> CheckRecord:
+        """The history entry of this call, ended at `finished` with `outcome`."""
+        return history_entry(
+            self.record,
+            kind=self.kind,
+            check_number=self.number,
+            started=self.started,
+            finished=finished,
+            outcome=outcome,
+            message=message,
+            grpc_code=grpc_code,
+        )
 
 
 def _finish(
