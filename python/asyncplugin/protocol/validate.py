@@ -8,7 +8,7 @@ proto/asyncplugin/v1/plugin.proto ("Protocol rules").
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, Literal
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf import message as pb_message
@@ -35,6 +35,19 @@ _TASK_TEXT_LIMITS: Final = (
     ("status_suggestion", limits.TEXT_MAX_BYTES),
     ("status_code", limits.CODE_MAX_BYTES),
     ("remote_status_message", limits.TEXT_MAX_BYTES),
+)
+_StructField = Literal["remote_status_input", "remote_status_output"]
+_STRUCTS: Final[tuple[tuple[_StructField, Rule, Rule], ...]] = (
+    (
+        "remote_status_input",
+        Rule.REMOTE_STATUS_INPUT_TOO_LARGE,
+        Rule.REMOTE_STATUS_INPUT_TOO_DEEP,
+    ),
+    (
+        "remote_status_output",
+        Rule.REMOTE_STATUS_OUTPUT_TOO_LARGE,
+        Rule.REMOTE_STATUS_OUTPUT_TOO_DEEP,
+    ),
 )
 _TIMESTAMPS: Final = ("create_time", "update_time", "start_time", "end_time", "next_check_time")
 # google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
@@ -166,23 +179,41 @@ def task_violations(
     task: task_pb2.Task, *, path: str = "status", answer: bool = False
 ) -> Iterator[ProtocolViolation]:
     """Yields every rule the Task breaks. `answer=True` applies the rules for a plugin's answer."""
-    state = task.state
+    yield from _state_violations(task.state, f"{path}.state", answer=answer)
+    yield from _pairing_violations(task, path)
+    for struct_name, too_large, too_deep in _STRUCTS:
+        if task.HasField(struct_name):
+            struct = getattr(task, struct_name)
+            yield from _struct(struct, f"{path}.{struct_name}", too_large, too_deep)
+    for name, limit in _TASK_TEXT_LIMITS:
+        yield from _text(task, name, limit, path)
+    for name in _TIMESTAMPS:
+        yield from _timestamp(task, name, path)
+    if task.HasField("check_after"):
+        yield from _check_after_violations(task.check_after, f"{path}.check_after")
+    if task.HasField("progress"):
+        yield from _progress_violations(task.progress, f"{path}.progress")
+
+
+def _state_violations(
+    state: task_pb2.TaskState.ValueType, path: str, *, answer: bool
+) -> Iterator[ProtocolViolation]:
+    """A state must be set and defined; an answer's must be one a plugin may answer."""
     if state == task_pb2.TASK_STATE_UNSPECIFIED:
-        yield _violation(
-            Rule.STATE_UNSPECIFIED,
-            f"{path}.state",
-            f"{path}.state is unset (TASK_STATE_UNSPECIFIED)",
-        )
+        yield _violation(Rule.STATE_UNSPECIFIED, path, f"{path} is unset (TASK_STATE_UNSPECIFIED)")
     elif state not in _KNOWN_STATES:
-        yield _violation(
-            Rule.STATE_UNKNOWN, f"{path}.state", f"{path}.state {state} is not a defined TaskState"
-        )
+        yield _violation(Rule.STATE_UNKNOWN, path, f"{path} {state} is not a defined TaskState")
     elif answer and state not in _ANSWER_STATES:
         yield _violation(
             Rule.STATE_NOT_ALLOWED_IN_ANSWER,
-            f"{path}.state",
-            f"{path}.state {task_pb2.TaskState.Name(state)} is not allowed in a plugin's answer",
+            path,
+            f"{path} {task_pb2.TaskState.Name(state)} is not allowed in a plugin's answer",
         )
+
+
+def _pairing_violations(task: task_pb2.Task, path: str) -> Iterator[ProtocolViolation]:
+    """RUNNING goes with remote_status_input, FAILED with an error, and an error with FAILED."""
+    state = task.state
     if state == task_pb2.TASK_STATE_RUNNING and not task.HasField("remote_status_input"):
         yield _violation(
             Rule.RUNNING_WITHOUT_REMOTE_STATUS_INPUT,
@@ -204,34 +235,13 @@ def task_violations(
                 f"{path} carries an error but is not FAILED",
             )
         yield from error_violations(task.error, path=f"{path}.error")
-    if task.HasField("remote_status_input"):
-        yield from _struct(
-            task.remote_status_input,
-            f"{path}.remote_status_input",
-            Rule.REMOTE_STATUS_INPUT_TOO_LARGE,
-            Rule.REMOTE_STATUS_INPUT_TOO_DEEP,
-        )
-    if task.HasField("remote_status_output"):
-        yield from _struct(
-            task.remote_status_output,
-            f"{path}.remote_status_output",
-            Rule.REMOTE_STATUS_OUTPUT_TOO_LARGE,
-            Rule.REMOTE_STATUS_OUTPUT_TOO_DEEP,
-        )
-    for name, limit in _TASK_TEXT_LIMITS:
-        yield from _text(task, name, limit, path)
-    for name in _TIMESTAMPS:
-        yield from _timestamp(task, name, path)
-    if task.HasField("check_after"):
-        yield from _duration(task.check_after, f"{path}.check_after")
-    if task.HasField("check_after") and (
-        task.check_after.seconds < 0 or task.check_after.nanos < 0
-    ):
-        yield _violation(
-            Rule.NEGATIVE_CHECK_AFTER, f"{path}.check_after", f"{path}.check_after is negative"
-        )
-    if task.HasField("progress"):
-        yield from _progress_violations(task.progress, f"{path}.progress")
+
+
+def _check_after_violations(value: duration_pb2.Duration, path: str) -> Iterator[ProtocolViolation]:
+    """check_after is a well-formed Duration, and not negative."""
+    yield from _duration(value, path)
+    if value.seconds < 0 or value.nanos < 0:
+        yield _violation(Rule.NEGATIVE_CHECK_AFTER, path, f"{path} is negative")
 
 
 def _progress_violations(progress: task_pb2.Progress, path: str) -> Iterator[ProtocolViolation]:
