@@ -295,12 +295,8 @@ def _failed(driven: Driven, number: int) -> Iterable[Failure]:
 
 
 def _cancelled(driven: Driven) -> Iterable[Failure]:
+    """The task ran until the engine cancelled it, and the plugin answered the cancel request."""
     record = driven.record
-    running = [
-        ex
-        for ex in driven.exchanges
-        if ex.request.is_status_check and not ex.request.cancel_requested and _is_running(ex)
-    ]
     if record.state is not TaskState.CANCELLED:
         yield _failure(
             "FINAL_STATE",
@@ -308,12 +304,22 @@ def _cancelled(driven: Driven) -> Iterable[Failure]:
             "expected RUNNING until the engine cancelled it",
         )
         return
-    if len(running) < driven.cancel_after_checks:
+    running = sum(
+        1
+        for ex in driven.exchanges
+        if ex.request.is_status_check and not ex.request.cancel_requested and _is_running(ex)
+    )
+    if running < driven.cancel_after_checks:
         yield _failure(
             "CANCEL_ANSWER",
-            f"only {len(running)} status checks were answered RUNNING before the cancel; "
+            f"only {running} status checks were answered RUNNING before the cancel; "
             f"expected at least {driven.cancel_after_checks}",
         )
+    yield from _cancel_answer(driven)
+
+
+def _cancel_answer(driven: Driven) -> Iterable[Failure]:
+    """The last cancel request was answered CANCELLED, and the engine recorded it so."""
     requests = [ex for ex in driven.exchanges if ex.request.cancel_requested]
     if not requests:
         yield _failure(
@@ -322,10 +328,10 @@ def _cancelled(driven: Driven) -> Iterable[Failure]:
         )
         return
     last = requests[-1]
-    answer = last.answer()
     entries = [check for check in driven.checks if check.kind is CallKind.CANCEL]
     recorded = entries[-1].outcome if entries else None
     engine_said = f"; the engine recorded {recorded.value}" if recorded is not None else ""
+    answer = last.answer()
     if answer is None:
         why = f"{last.grpc_code}: {last.error_message}" if last.grpc_code else "undecodable"
         yield _failure("CANCEL_ANSWER", f"the cancel request was not answered ({why}){engine_said}")
@@ -452,13 +458,8 @@ def _hint_used(driven: Driven) -> Iterable[Failure]:
 
 def _slow_check(driven: Driven) -> Iterable[Failure]:
     """A check delayed past the per-check timeout is retried, and the retry answered at once."""
-    scenario = driven.scenario
-    number = scenario.delay_on_check
-    delay_s = _delay_s(scenario)
-    if delay_s <= driven.policy.check_timeout_s or number < 1:
-        return
-    state, end = expected_end(scenario)
-    if state is not TaskState.CANCELLED and end < number:
+    number = _delayed_check(driven)
+    if number is None:
         return
     calls = [
         ex
@@ -474,25 +475,41 @@ def _slow_check(driven: Driven) -> Iterable[Failure]:
         yield _failure(
             "SLOW_CHECK",
             f"check {number} was answered within the per-check timeout "
-            f"({driven.policy.check_timeout_s:g} s); the scenario delays it {delay_s:g} s",
+            f"({driven.policy.check_timeout_s:g} s); the scenario delays it "
+            f"{_delay_s(driven.scenario):g} s",
         )
         return
-    timed_out = any(
-        c.kind is CallKind.CHECK
-        and c.check_number == number
-        and c.outcome is CheckOutcome.TRANSPORT_RETRY
-        and c.grpc_code == "DEADLINE_EXCEEDED"
-        for c in driven.checks
-    )
-    if not timed_out:
+    if not _timed_out(driven.checks, number):
         yield _failure(
             "SLOW_CHECK",
             f"the engine recorded no TRANSPORT_RETRY (DEADLINE_EXCEEDED) for check {number}",
         )
-    answered = [ex for ex in retries if ex.retries > 0 and ex.response is not None]
-    if not answered:
+    if not any(ex.retries > 0 and ex.response is not None for ex in retries):
         yield _failure(
             "SLOW_CHECK",
             f"no retry of check {number} (status.retries > 0) was answered: a transport retry "
             "must be answered without the delay",
         )
+
+
+def _delayed_check(driven: Driven) -> int | None:
+    """The check number the scenario delays past the per-check timeout, if the task reaches it."""
+    scenario = driven.scenario
+    number = scenario.delay_on_check
+    if _delay_s(scenario) <= driven.policy.check_timeout_s or number < 1:
+        return None
+    state, end = expected_end(scenario)
+    if state is not TaskState.CANCELLED and end < number:
+        return None
+    return number
+
+
+def _timed_out(checks: Iterable[CheckRecord], number: int) -> bool:
+    """True when the engine recorded check `number` timing out, to be retried."""
+    return any(
+        check.kind is CallKind.CHECK
+        and check.check_number == number
+        and check.outcome is CheckOutcome.TRANSPORT_RETRY
+        and check.grpc_code == "DEADLINE_EXCEEDED"
+        for check in checks
+    )
