@@ -84,8 +84,9 @@ class PluginServer:
     ) -> None:
         check_bind(host, security=security, allow_insecure=allow_insecure)
         tokens = (auth_tokens,) if isinstance(auth_tokens, str) else tuple(auth_tokens)
+        self._auth = BearerTokenInterceptor(tokens) if tokens else None
         self._interceptors: list[grpc.aio.ServerInterceptor] = (
-            [BearerTokenInterceptor(tokens)] if tokens else []
+            [self._auth] if self._auth is not None else []
         )
         self.plugin = plugin
         self.host = host
@@ -182,6 +183,8 @@ class PluginServer:
         logger.info("stopping %s (grace %s s)", self.address, grace_s)
         await server.stop(grace_s)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._auth is not None:
+            self._auth.refusals.flush()
 
     async def wait_for_termination(self) -> None:
         """Waits until the server has stopped."""
