@@ -23,6 +23,16 @@ DEFAULT_STORE = "asyncplugin.sqlite3"
 """The SQLite file `invoke` records into and `tasks` reads, unless --store or $ASYNCPLUGIN_STORE."""
 
 
+def add_command(subparsers: Any, name: str, *, summary: str, doc: str | None) -> Any:
+    """Adds subcommand `name`; its --help prints `doc` (the module's docstring) as written."""
+    return subparsers.add_parser(
+        name,
+        help=summary,
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def add_store_option(parser: argparse.ArgumentParser) -> None:
     """--store PATH (default $ASYNCPLUGIN_STORE or ./asyncplugin.sqlite3)."""
     parser.add_argument(

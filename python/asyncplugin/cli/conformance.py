@@ -46,6 +46,7 @@ from asyncplugin.protocol.methods import GENERIC_METHOD
 from .common import (
     Connection,
     add_channel_options,
+    add_command,
     check_reachable,
     connection,
     method_option,
@@ -55,11 +56,11 @@ from .errors import UsageError
 
 def register(subparsers: Any) -> None:
     """Adds the `conformance` subcommand and its own subcommands."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "conformance",
-        help="check that a plugin or an engine follows the protocol",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        summary="check that a plugin or an engine follows the protocol",
+        doc=__doc__,
     )
     commands = parser.add_subparsers(dest="conformance_command", required=True, metavar="WHAT")
 

@@ -28,6 +28,7 @@ from asyncplugin.protocol.methods import GENERIC_METHOD
 from .common import (
     Connection,
     add_channel_options,
+    add_command,
     add_policy_options,
     add_store_option,
     check_reachable,
@@ -44,11 +45,8 @@ from .progress import checks_table, tasks_table
 
 def register(subparsers: Any) -> None:
     """Adds the `invoke` subcommand."""
-    parser = subparsers.add_parser(
-        "invoke",
-        help="run one task on a plugin through the engine",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "invoke", summary="run one task on a plugin through the engine", doc=__doc__
     )
     parser.add_argument("target", help="the plugin's address, host:port")
     parser.add_argument(

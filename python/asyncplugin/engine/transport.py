@@ -282,23 +282,20 @@ def require_secure_target(target: str, *, secure: bool, allow_insecure: bool) ->
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class _Known:
-    """A failed call the engine recognises by its gRPC code (and text), and its engine code.
+    """A failed call the engine recognises, by the gRPC code its engine code carries (and by
+    text in the details), and how it reports it.
 
     `message` is formatted with `target`, `method`, `where` ("method at target") and `limit`
     (" within N s" for a call's own timeout).
     """
 
-    grpc_code: grpc.StatusCode
     code: EngineCode
-    retryable: bool
     message: str
     suggestion: str
     markers: tuple[str, ...] = ()
-    """Only when the details contain one of these (compared in lower case); () for any."""
-    lower: bool = False
-    """Compare the markers with the details in lower case."""
+    """Only when the details contain one of these; () for any details."""
     even_rich: bool = False
     """Applies also when the plugin sent a google.rpc.Status of its own."""
     names_method: bool = True
@@ -306,92 +303,78 @@ class _Known:
 
     def matches(self, code: grpc.StatusCode, details: str, rich: bool) -> bool:
         """True when a call that failed with `code` and `details` is this kind of failure."""
-        if code is not self.grpc_code or (rich and not self.even_rich):
+        if code is not self.code.rpc_code or (rich and not self.even_rich):
             return False
-        text = details.lower() if self.lower else details
-        return not self.markers or any(marker in text for marker in self.markers)
+        text = details.lower()
+        return not self.markers or any(marker.lower() in text for marker in self.markers)
 
 
-# First match wins. Retryable: UNAVAILABLE (a plugin restarting), the call's own timeout, and a
-# CANCELLED the engine did not ask for: the engine never cancels a call it still awaits
+# Retried by TransportRetryPolicy: UNAVAILABLE (a plugin restarting), the call's own timeout,
+# and a CANCELLED the engine did not ask for: the engine never cancels a call it still awaits
 # (stopping cancels the awaiting task, not the RPC's outcome), so it came from the server, which
 # cancels calls that arrive as a graceful shutdown starts or that overflow its pending queue.
 # Nothing was answered, so retrying is safe for a status check and, with the same idempotency
 # key, for an initiation. A server refusing the engine's client certificate closes the
 # connection mid-handshake, which reaches the client only as UNAVAILABLE "Socket closed": that
 # one stays retryable.
+_RETRYABLE: Final = frozenset(
+    {EngineCode.UNAVAILABLE, EngineCode.CHECK_TIMEOUT, EngineCode.CANCELLED}
+)
+
+# First match wins.
 _KNOWN: Final = (
     _Known(
-        grpc_code=grpc.StatusCode.UNAVAILABLE,
-        code=EngineCode.TLS_HANDSHAKE_FAILED,
-        retryable=False,
-        message="the TLS handshake with {target} failed",
-        suggestion="Check that the plugin serves TLS, that its certificate is signed by the CA "
-        "given to the engine, and that it names the target's host (or set the server name "
-        "override).",
-        markers=_TLS_MARKERS,
-        lower=True,
+        EngineCode.TLS_HANDSHAKE_FAILED,
+        "the TLS handshake with {target} failed",
+        "Check that the plugin serves TLS, that its certificate is signed by the CA given to the "
+        "engine, and that it names the target's host (or set the server name override).",
+        _TLS_MARKERS,
         even_rich=True,
         names_method=False,
     ),
     _Known(
-        grpc_code=grpc.StatusCode.UNAVAILABLE,
-        code=EngineCode.NOT_A_GRPC_ENDPOINT,
-        retryable=False,
-        message="{target} is not a gRPC server (it does not speak HTTP/2 gRPC)",
-        suggestion="Check the target address and port of the plugin.",
-        markers=_NOT_GRPC_MARKERS,
+        EngineCode.NOT_A_GRPC_ENDPOINT,
+        "{target} is not a gRPC server (it does not speak HTTP/2 gRPC)",
+        "Check the target address and port of the plugin.",
+        _NOT_GRPC_MARKERS,
         even_rich=True,
         names_method=False,
     ),
     _Known(
-        grpc_code=grpc.StatusCode.UNAVAILABLE,
-        code=EngineCode.UNAVAILABLE,
-        retryable=True,
-        message="the plugin at {target} is unavailable",
-        suggestion="Check that the plugin is running and reachable.",
+        EngineCode.UNAVAILABLE,
+        "the plugin at {target} is unavailable",
+        "Check that the plugin is running and reachable.",
         names_method=False,
     ),
     _Known(
-        grpc_code=grpc.StatusCode.CANCELLED,
-        code=EngineCode.CANCELLED,
-        retryable=True,
-        message="the plugin at {target} cancelled the call to {method} without answering",
-        suggestion="The plugin may be shutting down or overloaded.",
+        EngineCode.CANCELLED,
+        "the plugin at {target} cancelled the call to {method} without answering",
+        "The plugin may be shutting down or overloaded.",
     ),
     _Known(
-        grpc_code=grpc.StatusCode.DEADLINE_EXCEEDED,
-        code=EngineCode.CHECK_TIMEOUT,
-        retryable=True,
-        message="the call to {where} did not answer{limit}",
-        suggestion="A status check should answer quickly; raise check_timeout_s if the plugin "
-        "needs longer.",
+        EngineCode.CHECK_TIMEOUT,
+        "the call to {where} did not answer{limit}",
+        "A status check should answer quickly; raise check_timeout_s if the plugin needs longer.",
         even_rich=True,
     ),
     _Known(
-        grpc_code=grpc.StatusCode.RESOURCE_EXHAUSTED,
-        code=EngineCode.MESSAGE_TOO_LARGE,
-        retryable=False,
-        message="a message of the call to {where} exceeds the gRPC size limit",
-        suggestion="Keep payloads and answers under the message size limit "
+        EngineCode.MESSAGE_TOO_LARGE,
+        "a message of the call to {where} exceeds the gRPC size limit",
+        "Keep payloads and answers under the message size limit "
         f"({limits.MESSAGE_MAX_BYTES} bytes by default) or pass a reference instead.",
-        markers=_TOO_LARGE_MARKERS,
+        _TOO_LARGE_MARKERS,
         even_rich=True,
     ),
     _Known(
-        grpc_code=grpc.StatusCode.UNAUTHENTICATED,
-        code=EngineCode.UNAUTHENTICATED,
-        retryable=False,
-        message="the plugin at {target} refused the call to {method}: not authenticated",
-        suggestion="Check the bearer token the engine sends to this target (metadata_provider, "
+        EngineCode.UNAUTHENTICATED,
+        "the plugin at {target} refused the call to {method}: not authenticated",
+        "Check the bearer token the engine sends to this target (metadata_provider, "
         "--token-file or $ASYNCPLUGIN_TOKEN).",
     ),
     _Known(
-        grpc_code=grpc.StatusCode.UNIMPLEMENTED,
-        code=EngineCode.UNIMPLEMENTED,
-        retryable=False,
-        message="the plugin at {target} does not implement {method}",
-        suggestion="Check the method path: /package.Service/Method.",
+        EngineCode.UNIMPLEMENTED,
+        "the plugin at {target} does not implement {method}",
+        "Check the method path: /package.Service/Method.",
     ),
 )
 
@@ -407,7 +390,8 @@ def classify_rpc_error(
 ) -> TransportError:
     """Decides how the engine treats a failed RPC, and builds the envelope if it fails the task.
 
-    A failure listed in `_KNOWN` gets its engine code, message and retryability. Otherwise the
+    A failure listed in `_KNOWN` gets its engine code and message, and is retried if its code is
+    in `_RETRYABLE` (UNAVAILABLE, CHECK_TIMEOUT, CANCELLED). Otherwise the
     google.rpc.Status a plugin sent in the trailing metadata is mapped with `status_to_error`
     (retried on UNAVAILABLE only), or else the envelope carries the gRPC code's name and details.
     """
@@ -428,7 +412,7 @@ def classify_rpc_error(
             suggestion=known.suggestion,
             metadata=metadata,
         )
-        return TransportError(code, retryable=known.retryable, error=error)
+        return TransportError(code, retryable=known.code in _RETRYABLE, error=error)
     if rich is not None:
         retryable = code is grpc.StatusCode.UNAVAILABLE
         return TransportError(code, retryable=retryable, error=status_to_error(rich))
