@@ -3,7 +3,8 @@
 Layers inside (imports point down): `engine` (the API) and `sync` (a blocking facade) over
 `steps` (one task's due call and its recorded outcome) over `conversation` (requests and answers,
 pure), `policy` (backoff, pure), `scheduler` (one heap), `clock`, `transport` (the gRPC edge)
-and `store` (the truth). The engine never imports the plugin SDK: the two sides meet only in
+and `store` (the truth); `telemetry` (traces, metrics) hangs off the transport and the change
+hooks. The engine never imports the plugin SDK: the two sides meet only in
 `asyncplugin.protocol` and on the wire.
 """
 
@@ -24,6 +25,7 @@ from .policy import PollingPolicy, TransportRetryPolicy, next_interval, retry_de
 from .records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord, TaskUpdate
 from .store import MemoryStore, SqliteStore, TaskStore
 from .sync import SyncEngine
+from .telemetry import EngineTelemetry
 from .transport import GrpcTransport, Transport, TransportError
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "EngineClosed",
     "EngineCode",
     "EngineError",
+    "EngineTelemetry",
     "FakeClock",
     "GrpcTransport",
     "MemoryStore",

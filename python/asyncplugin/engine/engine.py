@@ -32,6 +32,7 @@ import contextlib
 import logging
 import random
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from importlib import metadata
 from types import TracebackType
@@ -52,6 +53,7 @@ from .scheduler import Scheduler
 from .steps import Driver
 from .store.base import TaskStore
 from .store.memory import MemoryStore
+from .telemetry import EngineLoad, EngineTelemetry, StoreWriter
 from .transport import GrpcTransport, Transport
 
 __all__ = ["ENGINE_NAME", "Engine", "Payload"]
@@ -91,6 +93,8 @@ class Engine:
         rng: the jitter source; pass `random.Random(seed)` for reproducible schedules.
         on_change: called after every recorded change (see `notify.ChangeHook`).
         shutdown_grace_s: how long `stop` lets calls in flight finish before cancelling them.
+        telemetry: traces and Prometheus metrics (see `EngineTelemetry`); None: none, and no
+            instrumentation runs at all.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class Engine:
         rng: random.Random | None = None,
         on_change: ChangeHook | None = None,
         shutdown_grace_s: float = 5.0,
+        telemetry: EngineTelemetry | None = None,
     ) -> None:
         if max_concurrent_rpcs < 1:
             raise ValueError(f"max_concurrent_rpcs must be >= 1, got {max_concurrent_rpcs}")
@@ -131,6 +136,9 @@ class Engine:
         self._scheduler: Scheduler | None = None
         self._driver: Driver | None = None
         self._store_failure: StoreError | None = None
+        self._telemetry = telemetry
+        self._writes: StoreWriter = self.store
+        self._unhook_telemetry: Callable[[], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -170,16 +178,28 @@ class Engine:
         self._store_failure = None
         if self._transport is None:
             self._transport = GrpcTransport()
+        transport: Transport = self._transport
+        fire = self._fire
+        telemetry = self._telemetry
+        if telemetry is not None:
+            transport = telemetry.wrap_transport(transport)
+            fire = telemetry.wrap_handler(fire)
+            self._writes = telemetry.wrap_store(self.store)
+            self._unhook_telemetry = self._notifier.add_hook(telemetry.on_change)
         scheduler = Scheduler(
             self.clock,
-            self._fire,
+            fire,
             max_concurrent=self._max_concurrent,
             group=self._target_of,
             max_per_group=self._max_per_target,
         )
+        if telemetry is not None:
+            telemetry.bind(
+                lookup=self._active.get, clock=self.clock, load=lambda: self._load(scheduler)
+            )
         self._driver = Driver(
             clock=self.clock,
-            transport=self._transport,
+            transport=transport,
             rng=self._rng,
             policy=self.policy,
             retry_policy=self.retry_policy,
@@ -222,6 +242,12 @@ class Engine:
             return
         await scheduler.stop(grace_s=self._grace_s)
         self._notifier.close()
+        if self._telemetry is not None:
+            self._telemetry.unbind()
+        if self._unhook_telemetry is not None:
+            self._unhook_telemetry()
+            self._unhook_telemetry = None
+        self._writes = self.store
         self._active.clear()
         self._locks.clear()
         if self._transport is not None and self._owns_transport:
@@ -275,6 +301,8 @@ class Engine:
         policy = options.policy or self.policy
         deadline_s = options.deadline_s if options.deadline_s is not None else policy.deadline_s
         task_id = uuid.uuid4().hex
+        if self._telemetry is not None:
+            options = self._telemetry.submitting(task_id, target, method, options)
         now = self.clock.now()
         record = TaskRecord(
             task_id=task_id,
@@ -291,7 +319,7 @@ class Engine:
         )
         with self.clock.busy():
             try:
-                await self.store.create(record)
+                await self._writes.create(record)
             except StoreError as err:
                 self._store_failed(err)
                 raise
@@ -440,6 +468,16 @@ class Engine:
                 "engine (is another engine process using the same store?)"
             )
 
+    def _load(self, scheduler: Scheduler) -> EngineLoad:
+        """What the engine is doing now, for metrics read at scrape time."""
+        states = Counter(record.state.name for record in self._active.values())
+        return EngineLoad(
+            states=states,
+            calls_limit=self._max_concurrent,
+            target_limit=self._max_per_target,
+            targets=scheduler.group_load(),
+        )
+
     def _target_of(self, task_id: str) -> str:
         """The scheduler's group of a task: its plugin's target."""
         record = self._active.get(task_id)
@@ -481,7 +519,7 @@ class Engine:
     async def _commit(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
         """Records atomically, then updates the cache and tells listeners."""
         try:
-            await self.store.record(record, *checks)
+            await self._writes.record(record, *checks)
             if record is None:
                 if checks:
                     current = await self.get(checks[0].task_id)

@@ -41,6 +41,11 @@ class TaskOptions:
         plugin_instance_id: the plugin deployment called (sent in RequestContext).
         idempotency_key: overrides the generated key (one per task, same on every call).
         metadata: extra gRPC call metadata, as (key, value) pairs.
+        traceparent: the W3C trace context of the task (`00-<trace id>-<span id>-<flags>`),
+            chosen at submit and sent as `traceparent` metadata on every call, so all the
+            task's calls are one trace across engine restarts. An engine with telemetry sets it
+            to its submit span (a child of the one given here, or of the caller's current span).
+        tracestate: the W3C `tracestate` that goes with `traceparent` ("" for none).
     `metadata` is written to the store, so it must hold no secret: a bearer token goes to the
     transport instead (`GrpcTransport(metadata_provider=BearerTokens({target: token}))`), which
     sends it on every call and never stores it.
@@ -53,6 +58,8 @@ class TaskOptions:
     plugin_instance_id: str = ""
     idempotency_key: str | None = None
     metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    traceparent: str = ""
+    tracestate: str = ""
 
     def __post_init__(self) -> None:
         if self.deadline_s is not None and not self.deadline_s > 0:
@@ -64,12 +71,21 @@ class TaskOptions:
 
     def call_metadata(self) -> tuple[tuple[str, str], ...]:
         """The metadata to send on every call of this task."""
-        return self.metadata
+        metadata = self.metadata
+        if self.traceparent:
+            metadata = (*metadata, ("traceparent", self.traceparent))
+            if self.tracestate:
+                metadata = (*metadata, ("tracestate", self.tracestate))
+        return metadata
 
     def to_json(self) -> str:
         """Encodes the options as JSON (for the store)."""
+        trace = {"traceparent": self.traceparent} if self.traceparent else {}
+        if self.tracestate:
+            trace["tracestate"] = self.tracestate
         return json.dumps(
             {
+                **trace,
                 "policy": self.policy.to_dict() if self.policy else None,
                 "retry_policy": self.retry_policy.to_dict() if self.retry_policy else None,
                 "deadline_s": self.deadline_s,
@@ -95,6 +111,8 @@ class TaskOptions:
             plugin_instance_id=data.get("plugin_instance_id", ""),
             idempotency_key=data.get("idempotency_key"),
             metadata=tuple((str(k), str(v)) for k, v in data.get("metadata", [])),
+            traceparent=str(data.get("traceparent", "")),
+            tracestate=str(data.get("tracestate", "")),
         )
 
 

@@ -104,6 +104,18 @@ class Scheduler:
         """How many handlers are running."""
         return len(self._workers)
 
+    def group_load(self) -> dict[str, tuple[int, int]]:
+        """Per group: (handlers running, due keys set aside because the group is at its bound).
+
+        The second figure may count a few keys unscheduled since they were set aside (they are
+        dropped when their turn comes); it reads the heaps without changing them.
+        """
+        groups = set(self._group_running) | set(self._blocked)
+        return {
+            group: (self._group_running.get(group, 0), len(self._blocked.get(group, ())))
+            for group in groups
+        }
+
     def start(self) -> None:
         """Starts the scheduler task in the running loop."""
         if self._runner is None:

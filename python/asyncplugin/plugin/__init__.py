@@ -28,6 +28,7 @@ from .loading import PluginLoadError, RunAdapter, as_plugin
 from .normalize import INVALID_PLUGIN_RESPONSE, MESSAGE_TOO_LARGE, PLUGIN_INTERNAL_ERROR
 from .security import BindError, InsecureBindError, ServerSecurity
 from .server import DEFAULT_GRACE_S, PluginServer, serve
+from .telemetry import PluginTelemetry
 
 __all__ = [
     "CANCEL_NOT_HANDLED",
@@ -44,6 +45,7 @@ __all__ = [
     "PluginClient",
     "PluginLoadError",
     "PluginServer",
+    "PluginTelemetry",
     "Reply",
     "RunAdapter",
     "ServerSecurity",

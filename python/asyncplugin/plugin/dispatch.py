@@ -10,7 +10,7 @@ validate as the plugin's pydantic input model is INVALID_ARGUMENT naming the fie
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import message as pb_message
@@ -44,6 +44,9 @@ INVALID_PAYLOAD = "INVALID_PAYLOAD"
 """Code of the INVALID_ARGUMENT refusal of a payload that does not validate as the plugin's
 pydantic input model; `metadata["field"]` names the first offending field."""
 
+if TYPE_CHECKING:
+    from .telemetry import PluginTelemetry
+
 
 class PluginDispatcher:
     """Answers the calls to one plugin's RPC; the server registers `handle` for its method."""
@@ -55,6 +58,7 @@ class PluginDispatcher:
         debug: bool = False,
         max_message_bytes: int,
         executor: Executor | None = None,
+        telemetry: PluginTelemetry | None = None,
     ) -> None:
         kind = type(plugin)
         check_plugin_class(kind)
@@ -65,6 +69,7 @@ class PluginDispatcher:
         self._debug = debug
         self._max_message_bytes = max_message_bytes
         self._executor = executor
+        self._telemetry = telemetry
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         """The grpc handler serving the plugin's method with raw bytes in and out."""
@@ -85,7 +90,13 @@ class PluginDispatcher:
             await context.abort_with_status(
                 _invalid_argument(INVALID_PAYLOAD, str(invalid), field=invalid.field, rule="")
             )
-        response = await self.answer(request)
+        telemetry = self._telemetry
+        if telemetry is None:
+            response = await self.answer(request)
+        else:
+            token = telemetry.started(request)
+            response = await self.answer(request)
+            telemetry.answered(response, token)
         return response.SerializeToString(deterministic=True)
 
     def decode(self, data: bytes) -> Request[Any]:

@@ -31,6 +31,7 @@ from .auth import BearerTokenInterceptor
 from .base import AsyncPlugin
 from .dispatch import PluginDispatcher
 from .security import BindError, ServerSecurity, check_bind
+from .telemetry import PluginTelemetry
 
 logger = logging.getLogger("asyncplugin.plugin")
 
@@ -66,6 +67,8 @@ class PluginServer:
         debug: put tracebacks of unexpected exceptions on the wire (`internal_message`).
         max_workers: threads for plain `def` handlers (None: Python's default).
         grpc_options: extra grpc server options, applied after the SDK's own.
+        telemetry: traces, Prometheus metrics and log context for the plugin's calls (see
+            `PluginTelemetry`); None: no instrumentation runs.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class PluginServer:
         debug: bool = False,
         max_workers: int | None = None,
         grpc_options: Sequence[tuple[str, Any]] = (),
+        telemetry: PluginTelemetry | None = None,
     ) -> None:
         check_bind(host, security=security, allow_insecure=allow_insecure)
         tokens = (auth_tokens,) if isinstance(auth_tokens, str) else tuple(auth_tokens)
@@ -99,7 +103,9 @@ class PluginServer:
             debug=debug,
             max_message_bytes=max_message_bytes,
             executor=self._executor,
+            telemetry=telemetry,
         )
+        self._telemetry = telemetry
         self._options: list[tuple[str, Any]] = [
             ("grpc.so_reuseport", 0),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -134,7 +140,11 @@ class PluginServer:
         """
         if self._server is not None:
             raise RuntimeError("the server is already started")
-        server = grpc.aio.server(options=self._options, interceptors=self._interceptors)
+        interceptors = list(self._interceptors)
+        if self._telemetry is not None:
+            method = f"/{self.service_name}/{self._dispatcher.method_name}"
+            interceptors[:0] = self._telemetry.interceptors(method)
+        server = grpc.aio.server(options=self._options, interceptors=interceptors)
         server.add_generic_rpc_handlers((self._dispatcher.generic_handler(),))
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

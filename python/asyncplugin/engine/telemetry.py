@@ -1,0 +1,512 @@
+"""Traces and Prometheus metrics for the engine, hung off its transport and change notifications.
+
+    telemetry = EngineTelemetry(tracer_provider=provider, registry=CollectorRegistry())
+    async with Engine(store=SqliteStore("tasks.db"), telemetry=telemetry) as engine:
+        ...
+
+An engine without telemetry runs none of this (no wrapper, no hook, no extra work per call).
+With it, each piece comes from one place:
+
+- **submit**: `Engine.submit` calls `submitting` once, before the task is recorded. A short
+  submit span (a child of `TaskOptions.traceparent` if given, else of the caller's current span)
+  is started and ended, and its W3C context is recorded in the task's options. Every later call
+  of the task, by this engine or one restarted on the same store, is a child of it: one task,
+  one trace, however long it lives.
+- **calls**: `wrap_transport` wraps the engine's transport. Each call is a CLIENT span, a child
+  of the task's recorded context (which reaches the transport as the call's `traceparent`
+  metadata), and the plugin gets that span's context in `traceparent`, so the plugin's server
+  span (and whatever the plugin traces) sits under it. The wrapper also times the call.
+- **outcomes**: `on_change` is an engine change hook. It ends the call's span with what the
+  engine recorded about it (outcome, the task's state, the next interval and its reason) and
+  counts calls, transport retries, submissions and ends.
+- **gauges** (tasks by state, calls in flight, each target's bulkhead) are read at scrape time.
+
+Why not opentelemetry-instrumentation-grpc's client interceptor: its span is a child of the
+*current* context and ends when the RPC returns. The engine's call span must be a child of the
+task's recorded trace (the submitter's context is long gone when check 7 fires hours later,
+perhaps in another engine process) and must carry what the engine decided after the answer
+(interval and reason, state). The engine's channels are also created inside its `Transport`,
+which takes no interceptors. The plugin server does use that package (see
+`asyncplugin.plugin.telemetry`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata as package_metadata
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from asyncplugin.observability import TASK_ID, inject_span, parent_from_traceparent
+from asyncplugin.observability import tracecontext as names
+from asyncplugin.observability.tracecontext import strip_trace_metadata, traceparent_in
+from asyncplugin.protocol import TaskState
+from asyncplugin.v1 import plugin_pb2
+
+from .records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord, TaskUpdate
+from .transport import Metadata, Transport, TransportError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from .clock import Clock
+    from .metrics import EngineMetrics
+
+__all__ = ["EngineLoad", "EngineTelemetry", "StoreWriter"]
+
+_log = logging.getLogger(__name__)
+
+_FAILED_OUTCOMES: Final = frozenset(
+    {
+        CheckOutcome.FAILED,
+        CheckOutcome.TRANSPORT_RETRY,
+        CheckOutcome.RPC_ERROR,
+        CheckOutcome.PROTOCOL_VIOLATION,
+    }
+)
+
+
+def _version() -> str:
+    try:
+        return package_metadata.version("asyncplugin")
+    except package_metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return ""
+
+
+class StoreWriter(Protocol):
+    """The two store writes the engine times: a new task, and a recorded change."""
+
+    async def create(self, record: TaskRecord) -> None: ...
+
+    async def record(self, record: TaskRecord | None, *checks: CheckRecord) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLoad:
+    """What the engine is doing right now, read at scrape time.
+
+    Attributes:
+        states: unfinished tasks by state name (WAITING, RUNNING).
+        calls_limit: `max_concurrent_rpcs`.
+        target_limit: `max_concurrent_rpcs_per_target` (the bulkhead's size).
+        targets: per target, (handlers holding a bulkhead slot, due tasks set aside because the
+            bulkhead is full).
+    """
+
+    states: Mapping[str, int]
+    calls_limit: int
+    target_limit: int
+    targets: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Call:
+    """One call in flight or awaiting its recorded outcome."""
+
+    task_id: str
+    kind: CallKind
+    number: int
+    plugin: str
+    span: trace.Span | None
+
+
+class EngineTelemetry:
+    """Traces and metrics for an engine: pass it as `Engine(telemetry=...)`.
+
+    Args:
+        tracer_provider: where spans go (an SDK TracerProvider with an exporter); None: no
+            spans. `opentelemetry.trace.get_tracer_provider()` uses the process's global one.
+        registry: the prometheus-client registry to register the engine's metrics in; None: no
+            metrics. One engine's telemetry per registry (names would clash).
+
+    One engine uses it at a time; it may be handed to the next engine started on the same store.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self._tracer = (
+            tracer_provider.get_tracer("asyncplugin.engine", _version())
+            if tracer_provider is not None
+            else None
+        )
+        self._metrics: EngineMetrics | None = None
+        if registry is not None:
+            from .metrics import EngineMetrics
+
+            self._metrics = EngineMetrics(registry)
+            self._metrics.load.calls_in_flight = lambda: sum(self._in_flight.values())
+        self._pending: dict[str, list[_Call]] = {}
+        self._in_flight: Counter[str] = Counter()
+        self._lookup: Callable[[str], TaskRecord | None] = lambda _task_id: None
+        self._clock: Clock | None = None
+
+    # -- wiring, called by the Engine -------------------------------------------------------
+
+    def bind(
+        self,
+        *,
+        lookup: Callable[[str], TaskRecord | None],
+        clock: Clock,
+        load: Callable[[], EngineLoad],
+    ) -> None:
+        """Connects to a starting engine: its task cache, its clock, its scrape-time load."""
+        self._lookup = lookup
+        self._clock = clock
+        if self._metrics is not None:
+            self._metrics.load.source = load
+
+    def unbind(self) -> None:
+        """Disconnects from a stopping engine; spans of calls whose outcome was never recorded
+        (cut by the stop) end, marked so."""
+        for calls in self._pending.values():
+            for call in calls:
+                self._end_unrecorded(call, "the engine stopped before recording the outcome")
+        self._pending.clear()
+        self._in_flight.clear()
+        self._lookup = lambda _task_id: None
+        self._clock = None
+        if self._metrics is not None:
+            self._metrics.load.source = None
+
+    def wrap_transport(self, transport: Transport) -> Transport:
+        """The engine's transport, with a span and timing around each call."""
+        return _ObservedTransport(transport, self)
+
+    def wrap_handler(
+        self, handler: Callable[[str], Awaitable[None]]
+    ) -> Callable[[str], Awaitable[None]]:
+        """The scheduler's handler, run with the task id (and its trace) as the log context."""
+
+        async def observed(task_id: str) -> None:
+            task_token = TASK_ID.set(task_id)
+            context_token = None
+            record = self._lookup(task_id) if self._tracer is not None else None
+            if record is not None and record.options.traceparent:
+                parent = parent_from_traceparent(
+                    record.options.traceparent, record.options.tracestate
+                )
+                if parent is not None:
+                    context_token = otel_context.attach(parent)
+            try:
+                await handler(task_id)
+            finally:
+                if context_token is not None:
+                    otel_context.detach(context_token)
+                TASK_ID.reset(task_token)
+
+        return observed
+
+    def wrap_store(self, store: StoreWriter) -> StoreWriter:
+        """The store's writes, timed (the store itself when there are no metrics)."""
+        if self._metrics is None:
+            return store
+        return _TimedWrites(store, self._metrics)
+
+    def submitting(
+        self, task_id: str, target: str, method: str, options: TaskOptions
+    ) -> TaskOptions:
+        """The options to record for a new task: with its trace context, when tracing."""
+        if self._tracer is None:
+            return options
+        parent = None
+        if options.traceparent:
+            parent = parent_from_traceparent(options.traceparent, options.tracestate)
+        attributes = _rpc_attributes(target, method)
+        attributes[names.TASK_ID_ATTR] = task_id
+        span = self._tracer.start_span(
+            f"submit {method.lstrip('/')}",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes=attributes,
+        )
+        span.end()
+        carrier = dict(inject_span(span))
+        return dataclasses.replace(
+            options,
+            traceparent=carrier.get(names.TRACEPARENT, ""),
+            tracestate=carrier.get(names.TRACESTATE, ""),
+        )
+
+    # -- the change hook -----------------------------------------------------------------------
+
+    def on_change(self, update: TaskUpdate) -> None:
+        """Ends the spans of the calls just recorded and counts what happened."""
+        record = update.record
+        metrics = self._metrics
+        plugin = record.options.plugin_id or record.target
+        if not update.checks and record.state is TaskState.WAITING:
+            if metrics is not None:
+                metrics.submitted.labels(plugin).inc()
+            return
+        for check in update.checks:
+            if check.kind is CallKind.GIVE_UP:
+                self._gave_up(record, check)
+                continue
+            call = self._take(check)
+            if call is None:
+                continue  # no call was sent (a cancel before any RUNNING answer)
+            if metrics is not None:
+                metrics.calls.labels(plugin, check.kind.value, check.outcome.value).inc()
+                if check.outcome is CheckOutcome.TRANSPORT_RETRY:
+                    metrics.retries.labels(plugin, check.grpc_code or "UNKNOWN").inc()
+            if call.span is not None:
+                _end_call_span(call.span, check, record)
+        if not record.is_terminal:
+            return
+        for call in self._pending.pop(record.task_id, ()):
+            self._end_unrecorded(call, f"the task ended {record.state.name} first")
+        follow_up = all(check.kind is CallKind.CANCEL for check in update.checks)
+        if metrics is not None and not (update.checks and follow_up):
+            # A terminal update holding only a cancel request's entry is the follow-up of a
+            # cancel already counted (Engine.cancel records CANCELLED first, then the request).
+            from .metrics import code_label
+
+            code = code_label(record.error_code) if record.state is TaskState.FAILED else ""
+            metrics.finished.labels(plugin, record.state.name, code).inc()
+
+    def completion(self, record: TaskRecord | None, *, accepted: bool, reason: str = "") -> None:
+        """Counts a completion pushed by a plugin (CompleteTask) and, for a known task, adds a
+        span to its trace. The engine service calls it for every completion it receives."""
+        if self._metrics is not None:
+            self._metrics.completions.labels("accepted" if accepted else "refused").inc()
+        if self._tracer is None or record is None:
+            return
+        parent = parent_from_traceparent(record.options.traceparent, record.options.tracestate)
+        attributes: dict[str, Any] = {
+            names.TASK_ID_ATTR: record.task_id,
+            names.TASK_STATE: record.state.name,
+            "asyncplugin.completion.accepted": accepted,
+        }
+        if reason:
+            attributes["asyncplugin.completion.reason"] = reason
+        span = self._tracer.start_span(
+            "complete task", context=parent, kind=SpanKind.SERVER, attributes=attributes
+        )
+        if not accepted:
+            span.set_status(Status(StatusCode.ERROR, reason or "refused"))
+        span.end()
+
+    # -- calls, from the transport wrapper -----------------------------------------------------
+
+    def call_started(
+        self, target: str, method: str, request: bytes, metadata: Metadata
+    ) -> tuple[_Call | None, Metadata]:
+        """Notes a call about to be sent; returns it and the metadata to send."""
+        try:
+            envelope = plugin_pb2.InvokeRequest.FromString(request)
+        except Exception:  # not an envelope: a custom caller; nothing to attribute it to
+            return None, metadata
+        context = envelope.context
+        kind = (
+            CallKind.INITIATE
+            if not envelope.is_status_check
+            else CallKind.CANCEL
+            if envelope.cancel_requested
+            else CallKind.CHECK
+        )
+        task_id = context.task_id
+        plugin = context.plugin_id or target
+        record = self._lookup(task_id)
+        lateness = None
+        if (
+            record is not None
+            and kind is not CallKind.CANCEL
+            and record.next_check_time is not None
+            and self._clock is not None
+        ):
+            lateness = max(0.0, self._clock.now() - record.next_check_time)
+            if self._metrics is not None:
+                self._metrics.lateness.labels(kind.value).observe(lateness)
+        span = None
+        if self._tracer is not None:
+            traceparent, tracestate = traceparent_in(metadata)
+            parent = parent_from_traceparent(traceparent, tracestate) if traceparent else None
+            attributes = _rpc_attributes(target, method)
+            attributes[names.TASK_ID_ATTR] = task_id
+            attributes[names.CALL_KIND] = kind.value
+            attributes[names.CHECK_NUMBER] = context.check_number
+            attributes[names.TRANSPORT_RETRIES] = record.retries if record is not None else 0
+            if lateness is not None:
+                attributes[names.LATENESS_S] = lateness
+            span = self._tracer.start_span(
+                method.lstrip("/"), context=parent, kind=SpanKind.CLIENT, attributes=attributes
+            )
+            metadata = (*strip_trace_metadata(metadata), *inject_span(span))
+        call = _Call(task_id, kind, context.check_number, plugin, span)
+        calls = self._pending.setdefault(task_id, [])
+        for stale in [c for c in calls if (c.kind, c.number) == (kind, call.number)]:
+            calls.remove(stale)  # its outcome was never recorded (a failed store write)
+            self._end_unrecorded(stale, "sent again before its outcome was recorded")
+        calls.append(call)
+        self._in_flight[target] += 1
+        return call, metadata
+
+    def call_finished(
+        self, call: _Call, target: str, elapsed_s: float, error: BaseException | None
+    ) -> None:
+        """Notes a call's end at the transport: its duration and gRPC status."""
+        self._in_flight[target] -= 1
+        if self._in_flight[target] <= 0:
+            del self._in_flight[target]
+        if self._metrics is not None:
+            self._metrics.call_duration.labels(call.plugin, call.kind.value).observe(elapsed_s)
+        span = call.span
+        if error is None:
+            if span is not None:
+                span.set_attribute(names.RPC_GRPC_STATUS_CODE, 0)
+            return
+        if isinstance(error, TransportError):
+            if span is not None and error.code is not None:
+                span.set_attribute(names.RPC_GRPC_STATUS_CODE, error.code.value[0])
+            return  # the engine records the failure; on_change ends the span
+        # Cancelled (the engine stopping) or a bug: nothing will be recorded for this call.
+        self._drop(call)
+        self._end_unrecorded(call, f"the call ended with {type(error).__name__}")
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _take(self, check: CheckRecord) -> _Call | None:
+        calls = self._pending.get(check.task_id)
+        if not calls:
+            return None
+        for call in calls:
+            if call.kind is check.kind and call.number == check.check_number:
+                calls.remove(call)
+                if not calls:
+                    del self._pending[check.task_id]
+                return call
+        return None
+
+    def _drop(self, call: _Call) -> None:
+        calls = self._pending.get(call.task_id)
+        if calls and call in calls:
+            calls.remove(call)
+            if not calls:
+                del self._pending[call.task_id]
+
+    def _gave_up(self, record: TaskRecord, check: CheckRecord) -> None:
+        if self._tracer is None:
+            return
+        parent = parent_from_traceparent(record.options.traceparent, record.options.tracestate)
+        span = self._tracer.start_span(
+            "give up",
+            context=parent,
+            attributes={
+                names.TASK_ID_ATTR: record.task_id,
+                names.CHECK_NUMBER: check.check_number,
+                names.CALL_OUTCOME: check.outcome.value,
+                names.TASK_STATE: record.state.name,
+                names.ERROR_CODE: check.outcome.value,
+            },
+        )
+        span.set_status(Status(StatusCode.ERROR, check.message[:200]))
+        span.end()
+
+    @staticmethod
+    def _end_unrecorded(call: _Call, why: str) -> None:
+        if call.span is not None:
+            call.span.set_attribute(names.CALL_OUTCOME, "NOT_RECORDED")
+            call.span.set_status(Status(StatusCode.ERROR, why))
+            call.span.end()
+
+
+def _rpc_attributes(target: str, method: str) -> dict[str, Any]:
+    """RPC semantic-convention attributes of a call to `method` at `target`."""
+    service, _, name = method.lstrip("/").partition("/")
+    host, _, port = target.rpartition(":")
+    attributes: dict[str, Any] = {
+        names.RPC_SYSTEM: "grpc",
+        names.RPC_SERVICE: service,
+        names.RPC_METHOD: name,
+        names.SERVER_ADDRESS: (host or target).strip("[]"),
+    }
+    if port.isdigit():
+        attributes[names.SERVER_PORT] = int(port)
+    return attributes
+
+
+def _end_call_span(span: trace.Span, check: CheckRecord, record: TaskRecord) -> None:
+    """Ends a call's span with what the engine recorded about the call."""
+    span.set_attribute(names.CALL_OUTCOME, check.outcome.value)
+    span.set_attribute(names.TASK_STATE, record.state.name)
+    if check.interval_s is not None:
+        span.set_attribute(names.NEXT_INTERVAL_S, check.interval_s)
+        span.set_attribute(names.NEXT_REASON, check.reason)
+    if check.outcome in _FAILED_OUTCOMES:
+        code = check.grpc_code or (record.error_code if record.state is TaskState.FAILED else "")
+        if code:
+            span.set_attribute(names.ERROR_CODE, code)
+        span.set_status(Status(StatusCode.ERROR, check.message[:200]))
+    span.end()
+
+
+class _ObservedTransport:
+    """A Transport that tells the telemetry about each call (all else is the wrapped one's)."""
+
+    def __init__(self, inner: Transport, telemetry: EngineTelemetry) -> None:
+        self._inner = inner
+        self._telemetry = telemetry
+
+    async def call(
+        self,
+        target: str,
+        method: str,
+        request: bytes,
+        *,
+        timeout_s: float,
+        metadata: Metadata = (),
+    ) -> bytes:
+        call, metadata = self._telemetry.call_started(target, method, request, metadata)
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await self._inner.call(
+                target, method, request, timeout_s=timeout_s, metadata=metadata
+            )
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            if call is not None:
+                self._telemetry.call_finished(call, target, time.perf_counter() - started, error)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _TimedWrites:
+    """Store writes, timed into the store-write histogram."""
+
+    def __init__(self, store: StoreWriter, metrics: EngineMetrics) -> None:
+        self._store = store
+        self._create = metrics.store_writes.labels("create")
+        self._record = metrics.store_writes.labels("record")
+
+    async def create(self, record: TaskRecord) -> None:
+        started = time.perf_counter()
+        try:
+            await self._store.create(record)
+        finally:
+            self._create.observe(time.perf_counter() - started)
+
+    async def record(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
+        started = time.perf_counter()
+        try:
+            await self._store.record(record, *checks)
+        finally:
+            self._record.observe(time.perf_counter() - started)
