@@ -13,6 +13,11 @@ $ASYNCPLUGIN_TOKEN) makes every call but health checks carry `authorization: Bea
 There is deliberately no --token VALUE option: a command line is visible to every user of the
 machine (`ps`), a file with mode 0600 or the environment (readable only by the same user) is
 not. Without TLS only a loopback --host is accepted unless --insecure is given.
+
+Observability: --metrics-port serves Prometheus metrics (GET /metrics only, on the server's own
+event loop), --otlp-endpoint sends a span per call to an OpenTelemetry collector (continuing the
+engine's trace), and --log-format json writes one JSON object per log line with the task id,
+trace id and span id of the call being answered.
 """
 
 from __future__ import annotations
@@ -28,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from asyncplugin.cli import UsageError
-from asyncplugin.plugin import DEFAULT_GRACE_S, AsyncPlugin, PluginServer, ServerSecurity, serve
+from asyncplugin.observability import configure_logging, start_metrics_server
+from asyncplugin.observability.otlp import otlp_tracer_provider
+from asyncplugin.plugin import (
+    DEFAULT_GRACE_S,
+    AsyncPlugin,
+    PluginServer,
+    PluginTelemetry,
+    ServerSecurity,
+    serve,
+)
 from asyncplugin.plugin.loading import PluginLoadError, as_plugin
 from asyncplugin.plugin.security import InsecureBindError, check_bind
 from asyncplugin.protocol import limits
@@ -86,7 +100,62 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--debug", action="store_true", help="debug logging; tracebacks go on the wire"
     )
+    add_observability_arguments(parser)
     parser.set_defaults(handler=run)
+
+
+def add_observability_arguments(parser: argparse.ArgumentParser) -> None:
+    """--metrics-port, --metrics-host, --otlp-endpoint and --log-format (shared by the servers)."""
+    group = parser.add_argument_group("observability")
+    group.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (0: a free port)",
+    )
+    group.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address the metrics endpoint listens on [%(default)s]",
+    )
+    group.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="send trace spans to this OpenTelemetry collector (OTLP/gRPC), e.g. "
+        "http://127.0.0.1:4317",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text, or one JSON object per line with task, trace and span ids "
+        "[%(default)s]",
+    )
+
+
+def check_observability_arguments(args: argparse.Namespace) -> None:
+    """Raises UsageError for observability options out of range."""
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port must be within 0..65535, got {args.metrics_port}")
+
+
+def metrics_registry(args: argparse.Namespace) -> Any:
+    """A fresh prometheus-client registry if --metrics-port was given, else None.
+
+    Raises:
+        UsageError: the `[metrics]` extra is not installed.
+    """
+    if args.metrics_port is None:
+        return None
+    try:
+        from prometheus_client import CollectorRegistry
+    except ImportError as err:
+        raise UsageError(
+            "--metrics-port needs prometheus-client and aiohttp: "
+            "pip install 'asyncplugin[metrics]'"
+        ) from err
+    return CollectorRegistry()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,12 +164,21 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be within 0..65535, got {args.port}")
     if args.max_message_bytes <= 0:
         raise UsageError(f"--max-message-bytes must be positive, got {args.max_message_bytes}")
+    check_observability_arguments(args)
     options = security_options(args)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    configure_logging(
+        level=logging.DEBUG if args.debug else logging.INFO, log_format=args.log_format
     )
     plugin = load_plugin(args.target)
+    registry = metrics_registry(args)
+    provider = None
+    if args.otlp_endpoint:
+        provider = otlp_tracer_provider(
+            args.otlp_endpoint, service_name=f"asyncplugin-plugin-{plugin.name}"
+        )
+    telemetry = None
+    if registry is not None or provider is not None or args.log_format == "json":
+        telemetry = PluginTelemetry(tracer_provider=provider, registry=registry)
     server = PluginServer(
         plugin,
         host=args.host,
@@ -110,9 +188,32 @@ def run(args: argparse.Namespace) -> int:
         auth_tokens=options.auth_tokens,
         allow_insecure=options.allow_insecure,
         debug=args.debug,
+        telemetry=telemetry,
     )
-    asyncio.run(serve(server, grace_s=args.grace_s, on_started=_announce))
+    try:
+        asyncio.run(_serve(args, server, registry))
+    finally:
+        if provider is not None:
+            provider.shutdown()  # sends the spans still batched
     return 0
+
+
+async def _serve(args: argparse.Namespace, server: PluginServer, registry: Any) -> None:
+    """Starts the metrics endpoint (if asked for) on this loop, then serves the plugin."""
+    metrics = None
+    if registry is not None:
+        metrics = await start_metrics_server(args.metrics_host, args.metrics_port, registry)
+
+    def announce(started: PluginServer) -> None:
+        _announce(started)
+        if metrics is not None:
+            print(f"metrics on {metrics.url}", flush=True)
+
+    try:
+        await serve(server, grace_s=args.grace_s, on_started=announce)
+    finally:
+        if metrics is not None:
+            await metrics.close()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
