@@ -80,9 +80,10 @@ class Countdown(AsyncPlugin[Payload, Payload]):
         if number in self._slow:
             self._slow.discard(number)
             await asyncio.sleep(self._slow_s)
-        assert request.status is not None and request.status.remote_status_input is not None
+        remote = request.status.remote_status_input if request.status is not None else None
+        assert remote is not None
         with self._tracer.start_as_current_span("third-party poll"):
-            left = int(request.status.remote_status_input["left"]) - 1
+            left = int(remote["left"]) - 1
         if left <= 0 and request.data.get("fail"):
             raise PluginError(message="the remote job failed", code="JOB_FAILED")
         if left <= 0:
@@ -105,7 +106,11 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def total(parsed: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str)-> float:
+def total(
+    parsed: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     """The sum of the samples named `name` whose labels include `labels`."""
     wanted = set(labels.items())
-    return sum(value for (sample, have), value in parsed.items() if sample == name and wanted <= have)
+    return sum(
+        value for (sample, have), value in parsed.items() if sample == name and wanted <= have
+    )

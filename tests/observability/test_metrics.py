@@ -44,7 +44,9 @@ async def test_both_endpoints_count_what_the_test_did(tmp_path: Path) -> None:
                 records = [await engine.wait(task_id, timeout_s=3600) for task_id in ids]
                 # A call the server refuses (the request is not an envelope).
                 async with grpc.aio.insecure_channel(server.address) as channel:
-                    invoke = channel.unary_unary("/asyncplugin.v1.PluginService/Invoke")
+                    invoke: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                        "/asyncplugin.v1.PluginService/Invoke"
+                    )
                     with pytest.raises(grpc.aio.AioRpcError) as refused:
                         await invoke(b"\xff\xff", timeout=10)
                 assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
@@ -75,8 +77,12 @@ async def test_both_endpoints_count_what_the_test_did(tmp_path: Path) -> None:
     assert total(e, "asyncplugin_engine_call_duration_seconds_count", plugin="countdown") == 10
     assert total(e, "asyncplugin_engine_check_lateness_seconds_count", kind="CHECK") == 7
     assert total(e, "asyncplugin_engine_check_lateness_seconds_count", kind="INITIATE") == 3
-    assert total(e, "asyncplugin_engine_store_write_duration_seconds_count", operation="create") == 3
-    assert total(e, "asyncplugin_engine_store_write_duration_seconds_count", operation="record") == 10
+    assert (
+        total(e, "asyncplugin_engine_store_write_duration_seconds_count", operation="create") == 3
+    )
+    assert (
+        total(e, "asyncplugin_engine_store_write_duration_seconds_count", operation="record") == 10
+    )
     assert total(e, "asyncplugin_engine_tasks", state="RUNNING") == 0
     assert total(e, "asyncplugin_engine_tasks", state="WAITING") == 0
     assert total(e, "asyncplugin_engine_calls_in_flight") == 0

@@ -27,7 +27,7 @@ from asyncplugin.engine import (
 )
 from asyncplugin.plugin import PluginServer, PluginTelemetry
 from asyncplugin.protocol import TaskState, encode_payload
-from asyncplugin.v1 import plugin_pb2, plugin_pb2_grpc
+from asyncplugin.v1 import plugin_pb2, plugin_pb2_grpc, task_pb2
 from tests.observability.conftest import POLICY, RETRY, Countdown, hex_trace, memory_tracing
 
 METHOD = "asyncplugin.v1.PluginService/Invoke"
@@ -52,7 +52,15 @@ def _attrs(span: ReadableSpan) -> dict[str, Any]:
 
 def _span_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.span_id
+    span_id: int = span.context.span_id
+    return span_id
+
+
+def _parent_id(span: ReadableSpan) -> int:
+    """The span id of the span's parent (the span must have one)."""
+    assert span.parent is not None, f"{span.name} has no parent"
+    parent_id: int = span.parent.span_id
+    return parent_id
 
 
 async def test_one_trace_across_checks_retries_and_an_engine_restart(tmp_path: Path) -> None:
@@ -112,7 +120,7 @@ async def test_one_trace_across_checks_retries_and_an_engine_restart(tmp_path: P
     for span in calls:
         attrs = _attrs(span)
         assert hex_trace(span) == trace_id
-        assert span.parent is not None and span.parent.span_id == _span_id(submit)
+        assert _parent_id(span) == _span_id(submit)
         assert span.name == METHOD
         assert attrs["rpc.system"] == "grpc"
         assert attrs["rpc.service"] == "asyncplugin.v1.PluginService"
@@ -160,14 +168,18 @@ async def test_one_trace_across_checks_retries_and_an_engine_restart(tmp_path: P
     for span in servers:
         attrs = _attrs(span)
         assert hex_trace(span) == trace_id
-        assert span.parent is not None and span.parent.is_remote
-        parent = by_id[span.parent.span_id]
+        assert span.parent is not None
+        assert span.parent.is_remote
+        parent = by_id[_parent_id(span)]
         assert attrs["asyncplugin.task.id"] == task_id
         assert attrs["asyncplugin.check.number"] == _attrs(parent)["asyncplugin.check.number"]
         assert attrs["asyncplugin.call.kind"] == _attrs(parent)["asyncplugin.call.kind"]
         assert attrs["rpc.system"] == "grpc"
-    answered = {_attrs(by_id[s.parent.span_id])["asyncplugin.check.number"]: s  # type: ignore[union-attr]
-                for s in servers if "asyncplugin.call.outcome" in _attrs(s)}  # fmt: skip
+    answered = {
+        _attrs(by_id[_parent_id(s)])["asyncplugin.check.number"]: s
+        for s in servers
+        if "asyncplugin.call.outcome" in _attrs(s)
+    }
     assert {n: _attrs(s)["asyncplugin.call.outcome"] for n, s in answered.items()} == {
         0: "RUNNING", 1: "RUNNING", 2: "RUNNING", 3: "RUNNING", 4: "SUCCEEDED"
     }  # fmt: skip
@@ -178,7 +190,7 @@ async def test_one_trace_across_checks_retries_and_an_engine_restart(tmp_path: P
     assert len(polls) == 4  # checks 1 (answered attempt), 2, 3, 4
     for span in polls:
         assert hex_trace(span) == trace_id
-        assert span.parent is not None and span.parent.span_id in server_ids
+        assert _parent_id(span) in server_ids
 
 
 async def test_submit_joins_the_callers_trace(tmp_path: Path) -> None:
@@ -198,16 +210,17 @@ async def test_submit_joins_the_callers_trace(tmp_path: Path) -> None:
             )
             await engine.wait(joined, timeout_s=600)
             await engine.wait(explicit, timeout_s=600)
-    submits = {_attrs(s)["asyncplugin.task.id"]: s for s in spans.get_finished_spans()
-               if s.name.startswith("submit ")}  # fmt: skip
-    assert submits[joined].parent is not None
-    assert submits[joined].parent.span_id == request_span.get_span_context().span_id
+    submits = {
+        _attrs(s)["asyncplugin.task.id"]: s
+        for s in spans.get_finished_spans()
+        if s.name.startswith("submit ")
+    }
+    assert _parent_id(submits[joined]) == request_span.get_span_context().span_id
     assert hex_trace(submits[joined]) == trace.format_trace_id(
         request_span.get_span_context().trace_id
     )
     assert hex_trace(submits[explicit]) == "0af7651916cd43dd8448eb211c80319c"
-    assert submits[explicit].parent is not None
-    assert submits[explicit].parent.span_id == 0xB7AD6B7169203331
+    assert _parent_id(submits[explicit]) == 0xB7AD6B7169203331
 
 
 BAD_TRACEPARENTS = [
@@ -217,8 +230,9 @@ BAD_TRACEPARENTS = [
     pytest.param("00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", id="zero-span"),
     pytest.param("00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01", id="upper-case"),
     pytest.param("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra", id="v00-tail"),
-    pytest.param("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-" + "x" * 600,
-                 id="oversized"),  # fmt: skip
+    pytest.param(
+        "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-" + "x" * 600, id="oversized"
+    ),
 ]
 
 
@@ -228,17 +242,18 @@ async def test_bad_traceparent_from_a_client_starts_a_new_trace(traceparent: str
     answered as usual and its server span starts a trace of its own."""
     spans, provider = memory_tracing()
     plugin = Countdown()
-    async with PluginServer(plugin, telemetry=PluginTelemetry(tracer_provider=provider)) as srv:
-        async with grpc.aio.insecure_channel(srv.address) as channel:
-            stub = plugin_pb2_grpc.PluginServiceStub(channel)
-            request = plugin_pb2.InvokeRequest(
-                data=encode_payload({"checks": 2}),
-                context=plugin_pb2.RequestContext(task_id="t-bad", idempotency_key="k"),
-            )
-            response = await stub.Invoke(
-                request, timeout=10, metadata=(("traceparent", traceparent),)
-            )
-    assert response.status.state == TaskState.RUNNING
+    telemetry = PluginTelemetry(tracer_provider=provider)
+    async with (
+        PluginServer(plugin, telemetry=telemetry) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = plugin_pb2_grpc.PluginServiceStub(channel)
+        request = plugin_pb2.InvokeRequest(
+            data=encode_payload({"checks": 2}),
+            context=plugin_pb2.RequestContext(task_id="t-bad", idempotency_key="k"),
+        )
+        response = await stub.Invoke(request, timeout=10, metadata=(("traceparent", traceparent),))
+    assert response.status.state == task_pb2.TASK_STATE_RUNNING
     (span,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
     assert span.parent is None
     assert hex_trace(span) != "0af7651916cd43dd8448eb211c80319c"
@@ -248,15 +263,18 @@ async def test_bad_traceparent_from_a_client_starts_a_new_trace(traceparent: str
 async def test_good_traceparent_from_a_client_is_continued() -> None:
     """The control for the test above: a well-formed traceparent is continued."""
     spans, provider = memory_tracing()
-    async with PluginServer(Countdown(), telemetry=PluginTelemetry(tracer_provider=provider)) as s:
-        async with grpc.aio.insecure_channel(s.address) as channel:
-            stub = plugin_pb2_grpc.PluginServiceStub(channel)
-            request = plugin_pb2.InvokeRequest(data=encode_payload({"checks": 2}))
-            good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-            await stub.Invoke(request, timeout=10, metadata=(("traceparent", good),))
+    telemetry = PluginTelemetry(tracer_provider=provider)
+    async with (
+        PluginServer(Countdown(), telemetry=telemetry) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = plugin_pb2_grpc.PluginServiceStub(channel)
+        request = plugin_pb2.InvokeRequest(data=encode_payload({"checks": 2}))
+        good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        await stub.Invoke(request, timeout=10, metadata=(("traceparent", good),))
     (span,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
     assert hex_trace(span) == "0af7651916cd43dd8448eb211c80319c"
-    assert span.parent is not None and span.parent.span_id == 0xB7AD6B7169203331
+    assert _parent_id(span) == 0xB7AD6B7169203331
 
 
 @pytest.mark.parametrize("traceparent", BAD_TRACEPARENTS)

@@ -152,8 +152,7 @@ def metrics_registry(args: argparse.Namespace) -> Any:
         from prometheus_client import CollectorRegistry
     except ImportError as err:
         raise UsageError(
-            "--metrics-port needs prometheus-client and aiohttp: "
-            "pip install 'asyncplugin[metrics]'"
+            "--metrics-port needs prometheus-client and aiohttp: pip install 'asyncplugin[metrics]'"
         ) from err
     return CollectorRegistry()
 

@@ -33,7 +33,7 @@ import logging
 import random
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from importlib import metadata
 from types import TracebackType
 from typing import Any
@@ -179,7 +179,7 @@ class Engine:
         if self._transport is None:
             self._transport = GrpcTransport()
         transport: Transport = self._transport
-        fire = self._fire
+        fire: Callable[[str], Awaitable[None]] = self._fire
         telemetry = self._telemetry
         if telemetry is not None:
             transport = telemetry.wrap_transport(transport)

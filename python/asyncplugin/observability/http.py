@@ -103,8 +103,9 @@ async def start_metrics_server(
         from aiohttp import web
         from prometheus_client import exposition
     except ImportError as err:
-        raise MetricsServerError(f"--metrics-port needs aiohttp and prometheus-client: "
-                                 f"{_EXTRA_HINT}") from err
+        raise MetricsServerError(
+            f"--metrics-port needs aiohttp and prometheus-client: {_EXTRA_HINT}"
+        ) from err
     sock = _bind(host, port)
 
     async def metrics(request: web.Request) -> web.Response:

@@ -119,7 +119,7 @@ class PluginTelemetry:
                 return bool(details.method == method)
 
             interceptors.append(
-                aio_server_interceptor(
+                aio_server_interceptor(  # type: ignore[no-untyped-call]
                     tracer_provider=self._tracer_provider, filter_=only_the_plugin
                 )
             )
@@ -208,7 +208,7 @@ class _MetricsInterceptor(aio.ServerInterceptor):
             metrics.in_flight.inc()
             started = time.perf_counter()
             try:
-                return await behavior(request, context)
+                return await behavior(request, context)  # type: ignore[arg-type]
             except aio.AbortError:
                 note.answer = note.answer or "REFUSED"
                 raise
