@@ -9,6 +9,7 @@ one table with the ratio and whether the target is met. One module per benchmark
 - `lateness`: how late status checks fire at a given rate with 100k tasks pending.
 - `detection`: simulated detection delay and checks per task for several polling schedules.
 - `peers`: CPU and peak RSS against google-api-core's PollingFuture (a thread per operation).
+- `observability`: status checks per second with tracing and metrics on against off.
 
 Servers and measured clients run in separate processes started with the spawn method (forking
 while a grpc.aio channel is live hangs the child).

@@ -4,6 +4,8 @@
   the SDK: always RUNNING, echoing the task's `remote_status_input` back.
 - "sdk": the same behaviour as an `AsyncPlugin` served by `PluginServer` (with its health and
   reflection services, validation of every request and answer).
+- "sdk-telemetry": "sdk" with `PluginTelemetry`: every call traced (spans dropped by the
+  exporter) and measured (bench.observability).
 - "jobs": an SDK plugin whose jobs really take time: the payload's `duration_s` (wall clock). The
   job's end time travels in `remote_status_input`, so the server keeps no state per job. No
   check-after hint: each client's own polling schedule alone sets the pace.
@@ -92,8 +94,13 @@ async def _serve(kind: str, conn: multiprocessing.connection.Connection) -> None
         await loop.run_in_executor(None, _wait_for_stop, conn)
         await server.stop(None)
         return
-    plugin: AsyncPlugin[Any, Any] = AlwaysRunning() if kind == "sdk" else TimedJobs()
-    sdk = PluginServer(plugin, port=0, grpc_options=SERVER_OPTIONS)
+    plugin: AsyncPlugin[Any, Any] = TimedJobs() if kind == "jobs" else AlwaysRunning()
+    telemetry = None
+    if kind == "sdk-telemetry":
+        from .observability import plugin_telemetry
+
+        telemetry = plugin_telemetry()
+    sdk = PluginServer(plugin, port=0, grpc_options=SERVER_OPTIONS, telemetry=telemetry)
     conn.send(await sdk.start())
     await loop.run_in_executor(None, _wait_for_stop, conn)
     await sdk.stop(None)
@@ -106,6 +113,6 @@ def _wait_for_stop(conn: multiprocessing.connection.Connection) -> None:
 
 def serve_main(kind: str, loop: str, conn: multiprocessing.connection.Connection) -> None:
     """Entry point of a server process: serve `kind` until told to stop (or the parent exits)."""
-    if kind not in ("bare", "sdk", "jobs"):
+    if kind not in ("bare", "sdk", "sdk-telemetry", "jobs"):
         raise ValueError(f"unknown plugin kind {kind!r}")
     run_loop(_serve(kind, conn), loop)

@@ -134,13 +134,27 @@ def engine_client(
     window_s: float,
     server_pid: int,
     loop: str,
+    telemetry: str = "",
 ) -> dict[str, float]:
-    """Child process: an Engine polling 4*C RUNNING tasks with 1 us intervals; checks/s."""
-    return run_loop(_engine(target, store, concurrency, warmup_s, window_s, server_pid), loop)
+    """Child process: an Engine polling 4*C RUNNING tasks with 1 us intervals; checks/s.
+
+    With `telemetry` ("all" or "sampled", see `bench.observability.engine_telemetry`), the
+    engine traces its calls (spans batched to an exporter that drops them) and keeps its
+    Prometheus metrics, scraped once a second as a Prometheus server would.
+    """
+    return run_loop(
+        _engine(target, store, concurrency, warmup_s, window_s, server_pid, telemetry), loop
+    )
 
 
 async def _engine(
-    target: str, store_kind: str, concurrency: int, warmup_s: float, window_s: float, pid: int
+    target: str,
+    store_kind: str,
+    concurrency: int,
+    warmup_s: float,
+    window_s: float,
+    pid: int,
+    telemetry: str = "",
 ) -> dict[str, float]:
     from asyncplugin.engine import (
         CallKind,
@@ -172,19 +186,32 @@ async def _engine(
         )
         # With a single plugin both bounds (all calls, calls per target) are set to C, so the
         # engine and the raw client have the same number of calls in flight.
+        engine_telemetry_ = None
+        scrape = None
+        if telemetry:
+            from .observability import engine_telemetry
+
+            engine_telemetry_, scrape = engine_telemetry(sampled=telemetry == "sampled")
         engine = Engine(
             store=store,
             policy=policy,
             on_change=on_change,
             max_concurrent_rpcs=concurrency,
             max_concurrent_rpcs_per_target=concurrency,
+            telemetry=engine_telemetry_,
         )
         async with engine:
             for _ in range(4 * concurrency):
                 await engine.submit(target, method=METHOD, payload=PAYLOAD)
             await asyncio.sleep(warmup_s)
             window.open()
-            await asyncio.sleep(window_s)
+            if scrape is None:
+                await asyncio.sleep(window_s)
+            else:
+                ends = time.perf_counter() + window_s
+                while (left := ends - time.perf_counter()) > 0:
+                    await asyncio.sleep(min(1.0, left))
+                    scrape()
             result = window.close()
     return result
 

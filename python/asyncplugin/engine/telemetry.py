@@ -116,6 +116,11 @@ class _Call:
     number: int
     plugin: str
     span: trace.Span | None
+    grpc_code: int | None = None
+
+
+_CACHE_LIMIT: Final = 50_000
+"""Entries kept in each look-up cache before it is emptied (bounded memory, rare misses)."""
 
 
 class EngineTelemetry:
@@ -151,6 +156,11 @@ class EngineTelemetry:
         self._in_flight: Counter[str] = Counter()
         self._lookup: Callable[[str], TaskRecord | None] = lambda _task_id: None
         self._clock: Clock | None = None
+        # Look-ups done once, not per call: parent contexts by traceparent, RPC attributes by
+        # (target, method), labelled metric children by label values.
+        self._parents: dict[tuple[str, str], otel_context.Context | None] = {}
+        self._rpc: dict[tuple[str, str], dict[str, Any]] = {}
+        self._children: dict[tuple[str, ...], Any] = {}
 
     # -- wiring, called by the Engine -------------------------------------------------------
 
@@ -194,9 +204,7 @@ class EngineTelemetry:
             context_token = None
             record = self._lookup(task_id) if self._tracer is not None else None
             if record is not None and record.options.traceparent:
-                parent = parent_from_traceparent(
-                    record.options.traceparent, record.options.tracestate
-                )
+                parent = self._parent(record.options.traceparent, record.options.tracestate)
                 if parent is not None:
                     context_token = otel_context.attach(parent)
             try:
@@ -223,7 +231,7 @@ class EngineTelemetry:
         parent = None
         if options.traceparent:
             parent = parent_from_traceparent(options.traceparent, options.tracestate)
-        attributes = _rpc_attributes(target, method)
+        attributes = dict(self._rpc_attributes(target, method))
         attributes[names.TASK_ID_ATTR] = task_id
         span = self._tracer.start_span(
             f"submit {method.lstrip('/')}",
@@ -248,7 +256,7 @@ class EngineTelemetry:
         plugin = record.options.plugin_id or record.target
         if not update.checks and record.state is TaskState.WAITING:
             if metrics is not None:
-                metrics.submitted.labels(plugin).inc()
+                self._child("submitted", metrics.submitted, plugin).inc()
             return
         for check in update.checks:
             if check.kind is CallKind.GIVE_UP:
@@ -258,11 +266,13 @@ class EngineTelemetry:
             if call is None:
                 continue  # no call was sent (a cancel before any RUNNING answer)
             if metrics is not None:
-                metrics.calls.labels(plugin, check.kind.value, check.outcome.value).inc()
+                outcome = check.outcome.value
+                self._child("calls", metrics.calls, plugin, check.kind.value, outcome).inc()
                 if check.outcome is CheckOutcome.TRANSPORT_RETRY:
-                    metrics.retries.labels(plugin, check.grpc_code or "UNKNOWN").inc()
+                    code = check.grpc_code or "UNKNOWN"
+                    self._child("retries", metrics.retries, plugin, code).inc()
             if call.span is not None:
-                _end_call_span(call.span, check, record)
+                _end_call_span(call, check, record)
         if not record.is_terminal:
             return
         for call in self._pending.pop(record.task_id, ()):
@@ -274,7 +284,7 @@ class EngineTelemetry:
             from .metrics import code_label
 
             code = code_label(record.error_code) if record.state is TaskState.FAILED else ""
-            metrics.finished.labels(plugin, record.state.name, code).inc()
+            self._child("finished", metrics.finished, plugin, record.state.name, code).inc()
 
     def completion(self, record: TaskRecord | None, *, accepted: bool, reason: str = "") -> None:
         """Counts a completion pushed by a plugin (CompleteTask) and, for a known task, adds a
@@ -328,12 +338,12 @@ class EngineTelemetry:
         ):
             lateness = max(0.0, self._clock.now() - record.next_check_time)
             if self._metrics is not None:
-                self._metrics.lateness.labels(kind.value).observe(lateness)
+                self._child("lateness", self._metrics.lateness, kind.value).observe(lateness)
         span = None
         if self._tracer is not None:
             traceparent, tracestate = traceparent_in(metadata)
-            parent = parent_from_traceparent(traceparent, tracestate) if traceparent else None
-            attributes = _rpc_attributes(target, method)
+            parent = self._parent(traceparent, tracestate) if traceparent else None
+            attributes = dict(self._rpc_attributes(target, method))
             attributes[names.TASK_ID_ATTR] = task_id
             attributes[names.CALL_KIND] = kind.value
             attributes[names.CHECK_NUMBER] = context.check_number
@@ -361,21 +371,51 @@ class EngineTelemetry:
         if self._in_flight[target] <= 0:
             del self._in_flight[target]
         if self._metrics is not None:
-            self._metrics.call_duration.labels(call.plugin, call.kind.value).observe(elapsed_s)
-        span = call.span
+            duration = self._metrics.call_duration
+            self._child("duration", duration, call.plugin, call.kind.value).observe(elapsed_s)
         if error is None:
-            if span is not None:
-                span.set_attribute(names.RPC_GRPC_STATUS_CODE, 0)
+            call.grpc_code = 0
             return
         if isinstance(error, TransportError):
-            if span is not None and error.code is not None:
-                span.set_attribute(names.RPC_GRPC_STATUS_CODE, error.code.value[0])
+            if error.code is not None:
+                call.grpc_code = error.code.value[0]
             return  # the engine records the failure; on_change ends the span
         # Cancelled (the engine stopping) or a bug: nothing will be recorded for this call.
         self._drop(call)
         self._end_unrecorded(call, f"the call ended with {type(error).__name__}")
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _parent(self, traceparent: str, tracestate: str) -> otel_context.Context | None:
+        """The parent context a recorded traceparent names (parsed once per task)."""
+        key = (traceparent, tracestate)
+        try:
+            return self._parents[key]
+        except KeyError:
+            pass
+        if len(self._parents) >= _CACHE_LIMIT:
+            self._parents.clear()
+        parent = self._parents[key] = parent_from_traceparent(traceparent, tracestate)
+        return parent
+
+    def _rpc_attributes(self, target: str, method: str) -> dict[str, Any]:
+        key = (target, method)
+        attributes = self._rpc.get(key)
+        if attributes is None:
+            if len(self._rpc) >= _CACHE_LIMIT:
+                self._rpc.clear()
+            attributes = self._rpc[key] = _rpc_attributes(target, method)
+        return attributes
+
+    def _child(self, name: str, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once per label values."""
+        key = (name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= _CACHE_LIMIT:
+                self._children.clear()
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def _take(self, check: CheckRecord) -> _Call | None:
         calls = self._pending.get(check.task_id)
@@ -399,7 +439,7 @@ class EngineTelemetry:
     def _gave_up(self, record: TaskRecord, check: CheckRecord) -> None:
         if self._tracer is None:
             return
-        parent = parent_from_traceparent(record.options.traceparent, record.options.tracestate)
+        parent = self._parent(record.options.traceparent, record.options.tracestate)
         span = self._tracer.start_span(
             "give up",
             context=parent,
@@ -437,18 +477,25 @@ def _rpc_attributes(target: str, method: str) -> dict[str, Any]:
     return attributes
 
 
-def _end_call_span(span: trace.Span, check: CheckRecord, record: TaskRecord) -> None:
+def _end_call_span(call: _Call, check: CheckRecord, record: TaskRecord) -> None:
     """Ends a call's span with what the engine recorded about the call."""
-    span.set_attribute(names.CALL_OUTCOME, check.outcome.value)
-    span.set_attribute(names.TASK_STATE, record.state.name)
+    span = call.span
+    assert span is not None
+    attributes: dict[str, Any] = {
+        names.CALL_OUTCOME: check.outcome.value,
+        names.TASK_STATE: record.state.name,
+    }
+    if call.grpc_code is not None:
+        attributes[names.RPC_GRPC_STATUS_CODE] = call.grpc_code
     if check.interval_s is not None:
-        span.set_attribute(names.NEXT_INTERVAL_S, check.interval_s)
-        span.set_attribute(names.NEXT_REASON, check.reason)
+        attributes[names.NEXT_INTERVAL_S] = check.interval_s
+        attributes[names.NEXT_REASON] = check.reason
     if check.outcome in _FAILED_OUTCOMES:
         code = check.grpc_code or (record.error_code if record.state is TaskState.FAILED else "")
         if code:
-            span.set_attribute(names.ERROR_CODE, code)
+            attributes[names.ERROR_CODE] = code
         span.set_status(Status(StatusCode.ERROR, check.message[:200]))
+    span.set_attributes(attributes)
     span.end()
 
 

@@ -79,9 +79,13 @@ def parent_from_traceparent(traceparent: str, tracestate: str = "") -> Context |
 
 def inject_span(span: trace.Span) -> tuple[tuple[str, str], ...]:
     """The W3C `traceparent` (and `tracestate`, if any) naming `span`, as metadata pairs."""
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier, context=trace.set_span_in_context(span))
-    return tuple(carrier.items())
+    context = span.get_span_context()
+    if not context.is_valid:
+        return ()
+    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    if context.trace_state:
+        return ((TRACEPARENT, traceparent), (TRACESTATE, context.trace_state.to_header()))
+    return ((TRACEPARENT, traceparent),)
 
 
 def traceparent_in(metadata: Iterable[tuple[str, str | bytes]]) -> tuple[str, str]:
