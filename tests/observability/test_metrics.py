@@ -104,7 +104,8 @@ async def test_both_endpoints_count_what_the_test_did(tmp_path: Path) -> None:
 
 
 async def test_tasks_by_state_while_running(tmp_path: Path) -> None:
-    """The tasks gauge counts the unfinished tasks the engine drives, read at scrape time."""
+    """The tasks gauge counts the unfinished tasks the engine drives, and the age gauge says how
+    long the oldest has been unfinished, both read at scrape time."""
     registry = CollectorRegistry()
     clock = FakeClock(auto_advance=False)  # nothing moves: tasks stay RUNNING
     async with PluginServer(Countdown()) as server:
@@ -121,12 +122,15 @@ async def test_tasks_by_state_while_running(tmp_path: Path) -> None:
                 for task_id in ids:
                     while (await engine.get(task_id)).state is not TaskState.RUNNING:
                         await _yield()
+                clock.advance(120.0)  # two minutes without an answer
                 _, text = await http_get(metrics.url)
         finally:
             await metrics.close()
     parsed = samples(text)
-    assert total(parsed, "asyncplugin_engine_tasks", state="RUNNING") == 2
+    plugin = server.address  # no plugin_id given: the target names the plugin
+    assert total(parsed, "asyncplugin_engine_tasks", plugin=plugin, state="RUNNING") == 2
     assert total(parsed, "asyncplugin_engine_tasks", state="WAITING") == 0
+    assert total(parsed, "asyncplugin_engine_oldest_task_age_seconds", plugin=plugin) == 120.0
 
 
 async def _yield() -> None:

@@ -470,9 +470,16 @@ class Engine:
 
     def _load(self, scheduler: Scheduler) -> EngineLoad:
         """What the engine is doing now, for metrics read at scrape time."""
-        states = Counter(record.state.name for record in self._active.values())
+        states: Counter[tuple[str, str]] = Counter()
+        created: dict[str, float] = {}
+        for record in self._active.values():
+            plugin = record.options.plugin_id or record.target
+            states[plugin, record.state.name] += 1
+            created[plugin] = min(created.get(plugin, record.create_time), record.create_time)
+        now = self.clock.now()
         return EngineLoad(
             states=states,
+            oldest_s={plugin: max(0.0, now - when) for plugin, when in created.items()},
             calls_limit=self._max_concurrent,
             target_limit=self._max_per_target,
             targets=scheduler.group_load(),

@@ -137,8 +137,13 @@ class _LoadCollector(Collector):
     def _families(self, load: EngineLoad | None) -> list[Metric]:
         tasks = GaugeMetricFamily(
             "asyncplugin_engine_tasks",
-            "Unfinished tasks this engine drives, by state.",
-            labels=["state"],
+            "Unfinished tasks this engine drives, by plugin and state (WAITING, RUNNING).",
+            labels=["plugin", "state"],
+        )
+        oldest = GaugeMetricFamily(
+            "asyncplugin_engine_oldest_task_age_seconds",
+            "Age of the oldest unfinished task of each plugin (since it was submitted).",
+            labels=["plugin"],
         )
         in_flight = GaugeMetricFamily(
             "asyncplugin_engine_calls_in_flight", "Calls to plugins in flight now."
@@ -161,12 +166,14 @@ class _LoadCollector(Collector):
             labels=["target"],
         )
         if load is not None:
-            for state in ("WAITING", "RUNNING"):
-                tasks.add_metric([state], load.states.get(state, 0))
+            for (plugin, state), count in sorted(load.states.items()):
+                tasks.add_metric([plugin, state], count)
+            for plugin, age_s in sorted(load.oldest_s.items()):
+                oldest.add_metric([plugin], age_s)
             in_flight.add_metric([], self.calls_in_flight())
             limit.add_metric([], load.calls_limit)
             target_limit.add_metric([], load.target_limit)
             for target, (running, waiting) in sorted(load.targets.items()):
                 target_running.add_metric([target], running)
                 blocked.add_metric([target], waiting)
-        return [tasks, in_flight, limit, target_running, target_limit, blocked]
+        return [tasks, oldest, in_flight, limit, target_running, target_limit, blocked]
