@@ -111,6 +111,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "PluginClient",
         "PluginLoadError",
         "PluginServer",
+        "PluginTelemetry",
         "Reply",
         "RunAdapter",
         "ServerSecurity",
