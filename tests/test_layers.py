@@ -23,6 +23,7 @@ FACADE = "the package facade (asyncplugin/__init__.py)"
 
 LAYERS: dict[str, str] = {
     "protocol": "protocol",
+    "observability": "observability",
     "plugin": "plugin",
     "compat": "compat",
     "engine": "engine",
@@ -36,7 +37,8 @@ LAYERS: dict[str, str] = {
 
 _ABOVE_BOTH_SIDES = {"conformance", "cli", "testing", FACADE}
 FORBIDDEN: dict[str, set[str]] = {
-    "protocol": {"plugin", "compat", "engine", "service", *_ABOVE_BOTH_SIDES},
+    "protocol": {"observability", "plugin", "compat", "engine", "service", *_ABOVE_BOTH_SIDES},
+    "observability": {"plugin", "compat", "engine", "service", *_ABOVE_BOTH_SIDES},
     "plugin": {"compat", "engine", "service", *_ABOVE_BOTH_SIDES},
     "compat": {"engine", "service", *_ABOVE_BOTH_SIDES},
     "engine": {"plugin", "compat", "service", *_ABOVE_BOTH_SIDES},
