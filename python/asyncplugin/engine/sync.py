@@ -30,6 +30,7 @@ from .notify import ChangeHook
 from .policy import PollingPolicy, TransportRetryPolicy
 from .records import CheckRecord, TaskOptions, TaskRecord
 from .store.base import TaskStore
+from .telemetry import EngineTelemetry
 from .transport import Transport
 
 __all__ = ["SyncEngine"]
@@ -57,6 +58,7 @@ class SyncEngine:
         rng: random.Random | None = None,
         on_change: ChangeHook | None = None,
         shutdown_grace_s: float = 5.0,
+        telemetry: EngineTelemetry | None = None,
     ) -> None:
         def make_engine() -> Engine:
             return Engine(
@@ -70,6 +72,7 @@ class SyncEngine:
                 rng=rng,
                 on_change=on_change,
                 shutdown_grace_s=shutdown_grace_s,
+                telemetry=telemetry,
             )
 
         self._make_engine = make_engine
