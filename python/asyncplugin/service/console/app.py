@@ -47,6 +47,9 @@ CSP: Final = (
 _KEEPALIVE_S: Final = 15.0
 _MAX_BODY_BYTES: Final = 64 * 1024
 
+NEW_COOKIE: Final = web.RequestKey("new_cookie", str)
+SESSION: Final = web.RequestKey("session", Session | None)  # type: ignore[arg-type]
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -133,7 +136,7 @@ class Console:
             headers.setdefault("Cache-Control", "no-store")
         if self.security.tls:
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        cookie = request.get("new_cookie")
+        cookie = request.get(NEW_COOKIE)
         if cookie is not None and not response.prepared:
             self._set_cookie(response, cookie)
         return response
@@ -145,9 +148,10 @@ class Console:
         except ConsoleError as err:
             return self._error_page(request, err)
         except web.HTTPException as err:
-            if err.status < 400:
-                return err
-            return self._error_page(request, ConsoleError(err.status, err.reason))
+            if err.status < 400:  # a redirect: answered as it is
+                return _redirect(err.headers.get("Location", "/"), status=err.status)
+            message = f"no page at {request.path}" if err.status == 404 else err.reason
+            return self._error_page(request, ConsoleError(err.status, message))
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:
@@ -162,8 +166,8 @@ class Console:
         session = self.sessions.verify(request.cookies.get(SESSION_COOKIE))
         if session is None and not self.security.login_required:
             cookie, session = self.sessions.new()  # for the CSRF token of this browser
-            request["new_cookie"] = cookie
-        request["session"] = session
+            request[NEW_COOKIE] = cookie
+        request[SESSION] = session
         if request.method == "POST" and not _same_origin(request):
             _log.warning("console: refused a cross-origin %s to %s", request.method, request.path)
             raise ConsoleError(403, "refused: the request came from another site")
@@ -216,7 +220,7 @@ class Console:
         task_id = request.match_info["task_id"]
         form = await request.post()
         csrf = form.get("csrf")
-        if not Sessions.csrf_valid(request["session"], csrf if isinstance(csrf, str) else None):
+        if not Sessions.csrf_valid(request[SESSION], csrf if isinstance(csrf, str) else None):
             _log.warning("console: refused to cancel task %s: no valid CSRF token", task_id)
             raise ConsoleError(403, "refused: the form's CSRF token is missing or not valid")
         try:
@@ -247,8 +251,8 @@ class Console:
             headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         response.headers["Cache-Control"] = "no-store"
-        if request.get("new_cookie") is not None:
-            self._set_cookie(response, request["new_cookie"])
+        if request.get(NEW_COOKIE) is not None:
+            self._set_cookie(response, request[NEW_COOKIE])
         try:
             await response.prepare(request)
             await response.write(b"retry: 2000\n\n")
@@ -308,7 +312,7 @@ class Console:
                 error="that token is not accepted",
             )
         cookie, _ = self.sessions.new()
-        response = web.HTTPSeeOther(next_path)
+        response = _redirect(next_path)
         self._set_cookie(response, cookie)
         _log.info("console: a login from %s", request.remote)
         return response
@@ -316,16 +320,16 @@ class Console:
     async def _logout(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         csrf = form.get("csrf")
-        if not Sessions.csrf_valid(request["session"], csrf if isinstance(csrf, str) else None):
+        if not Sessions.csrf_valid(request[SESSION], csrf if isinstance(csrf, str) else None):
             raise ConsoleError(403, "refused: the form's CSRF token is missing or not valid")
-        response = web.HTTPSeeOther("/login" if self.security.login_required else "/tasks")
+        response = _redirect("/login" if self.security.login_required else "/tasks")
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
 
     # -- helpers ---------------------------------------------------------------------------
 
     def _csrf(self, request: web.Request) -> str:
-        session: Session | None = request.get("session")
+        session: Session | None = request.get(SESSION)
         return session.csrf_token if session is not None else ""
 
     def _set_cookie(self, response: web.StreamResponse, cookie: str) -> None:
@@ -351,7 +355,7 @@ class Console:
             template,
             status=status,
             csrf=self._csrf(request),
-            logged_in=self.security.login_required and request.get("session") is not None,
+            logged_in=self.security.login_required and request.get(SESSION) is not None,
             **context,
         )
 
@@ -374,6 +378,10 @@ def build_app(
     """The console's aiohttp application over a started `engine` (see `Console`)."""
     console = Console(engine, security=security, probes=probes, stats_window_s=stats_window_s)
     return console.app()
+
+
+def _redirect(location: str, *, status: int = 303) -> web.Response:
+    return web.Response(status=status, headers={"Location": location})
 
 
 def _params(request: web.Request) -> dict[str, list[str]]:
