@@ -17,7 +17,7 @@ BP2_DIR := $(GEN_DIR)/asyncplugin_betterproto
 FUZZ_SECONDS ?= 60
 FUZZ_DIR := .fuzz
 
-.PHONY: help venv node generate check-generated lint test pytest node-test demo bench bench-smoke fuzz reliability-long baseline clean
+.PHONY: help venv node browser generate check-generated lint test pytest node-test demo bench bench-smoke fuzz reliability-long baseline screenshots clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -36,6 +36,13 @@ node/node_modules/.installed: node/package.json node/package-lock.json
 	touch $@
 
 node: node/node_modules/.installed ## Install the Node.js side's dependencies (npm ci).
+
+# The console's browser test drives Debian's chromium through Playwright (which ships its own
+# driver); Playwright's own browser download is never used, so this works from package mirrors.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: ## Install Debian's chromium for the console's browser test, if missing.
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null)
 
 # protoc writes no __init__.py; each generated v1 package gets an empty one.
 protoc = $(PY) -m grpc_tools.protoc -I$(PROTO_DIR) --python_out=$(1) --mypy_out=$(1) \
@@ -80,8 +87,11 @@ baseline: $(BIN)/.installed ## Refresh the buf breaking baseline (only when cutt
 	$(BIN)/buf build -o $(BASELINE)
 
 # The Node conformance tests must run here: a missing node_modules fails instead of skipping.
-pytest: $(BIN)/.installed node/node_modules/.installed ## Run the test suite only.
+pytest: $(BIN)/.installed node/node_modules/.installed browser ## Run the test suite only.
 	ASYNCPLUGIN_REQUIRE_NODE=1 $(PY) -m pytest
+
+screenshots: $(BIN)/.installed browser ## Retake the console screenshots in docs/ (browser test).
+	ASYNCPLUGIN_SCREENSHOTS_DIR=docs $(PY) -m pytest -q tests/console/test_browser.py
 
 node-test: node/node_modules/.installed ## Build the Node.js side and run its tests.
 	cd node && npm test --silent

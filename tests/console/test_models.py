@@ -8,6 +8,7 @@ from asyncplugin.engine import CallKind, CheckOutcome, CheckRecord, TaskRecord
 from asyncplugin.protocol import TaskState
 from asyncplugin.service.console.query import Cursor, TaskQuery, parse_query, select
 from asyncplugin.service.console.stats import percentile, plugin_stats
+from asyncplugin.service.console.timeline import _wrap as wrap_reason
 from asyncplugin.service.console.timeline import build_timeline, gap_px
 from asyncplugin.service.console.views import check_progress, is_call, relative
 from tests.console.conftest import StartConsole, count_marks, manual_clock
@@ -108,7 +109,10 @@ def test_timeline_marks_gaps_and_progress() -> None:
     assert [g.reason for g in line.gaps] == [h.reason for h in history]
     assert line.gaps[-1].pending and "next check in 18.0s" in line.events[-1].label
     assert [label for _, _, label in line.progress_points] == ["10%", "40%"]
-    assert all(gap.x2 - gap.x1 >= 128 for gap in line.gaps)  # room for every label
+    assert all(gap.x2 - gap.x1 >= 170 for gap in line.gaps)  # room for every label
+    assert " ".join(line.gaps[-1].reason_lines) == history[-1].reason
+    narrow = wrap_reason("backoff 0.25*1.6^3=1.02s capped at 1s jitter -2% -> 0.98s", 170.0)
+    assert narrow == ("backoff 0.25*1.6^3=1.02s", "capped at 1s jitter -2% \u2026")
     assert gap_px(3600, labelled=True) > gap_px(60, labelled=True) > gap_px(1, labelled=True)
 
 

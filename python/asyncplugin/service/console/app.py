@@ -131,7 +131,7 @@ class Console:
         headers.setdefault("Content-Security-Policy", CSP)
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("Referrer-Policy", "same-origin")  # "no-referrer" makes Origin "null"
         if not request.path.startswith("/static/"):
             headers.setdefault("Cache-Control", "no-store")
         if self.security.tls:

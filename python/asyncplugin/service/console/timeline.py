@@ -23,11 +23,11 @@ __all__ = ["Gap", "Mark", "Timeline", "build_timeline"]
 
 LEFT_PX: Final = 40.0
 RIGHT_PX: Final = 60.0
-AXIS_Y: Final = 96.0
-PROGRESS_TOP: Final = 140.0
+AXIS_Y: Final = 104.0
+PROGRESS_TOP: Final = 156.0
 PROGRESS_HEIGHT: Final = 60.0
-HEIGHT: Final = 232.0
-_LABELLED_GAP_MIN_PX: Final = 128.0
+HEIGHT: Final = 244.0
+_LABELLED_GAP_MIN_PX: Final = 170.0
 _TIE_PX: Final = 18.0
 _CHARS_PER_PX: Final = 1 / 6.2
 """How many characters of 11 px text fit in one pixel (to cut a gap's reason to its width)."""
@@ -56,7 +56,7 @@ class Gap:
     duration: str
     interval: str
     reason: str
-    reason_shown: str
+    reason_lines: tuple[str, ...]
     pending: bool
 
 
@@ -146,7 +146,7 @@ def build_timeline(record: TaskRecord, checks: Sequence[CheckRecord], *, now: fl
                 duration=relative(record.next_check_time - previous_time),
                 interval=_interval(previous),
                 reason=previous.reason if previous is not None else "",
-                reason_shown=_cut(previous.reason if previous is not None else "", due_x - x),
+                reason_lines=_wrap(previous.reason if previous is not None else "", due_x - x),
                 pending=True,
             )
         )
@@ -182,7 +182,7 @@ def _gap(x1: float, x2: float, seconds: float, previous: CheckRecord | None) -> 
         duration=relative(seconds),
         interval=_interval(previous),
         reason=reason,
-        reason_shown=_cut(reason, x2 - x1),
+        reason_lines=_wrap(reason, x2 - x1),
         pending=False,
     )
 
@@ -193,10 +193,26 @@ def _interval(check: CheckRecord | None) -> str:
     return relative(check.interval_s)
 
 
-def _cut(text: str, width_px: float) -> str:
-    """`text` cut to fit in `width_px` of 11 px text (the full text is in the gap's tooltip)."""
-    fits = max(4, int((width_px - 10) * _CHARS_PER_PX))
-    return text if len(text) <= fits else text[: fits - 1] + "\u2026"
+def _wrap(text: str, width_px: float, *, lines: int = 2) -> tuple[str, ...]:
+    """`text` wrapped at spaces into at most `lines` lines that fit in `width_px` of 11 px
+    text; what does not fit is cut with an ellipsis (the full text is in the gap's tooltip)."""
+    fits = max(4, int((width_px - 12) * _CHARS_PER_PX))
+    out: list[str] = []
+    rest = text.strip()
+    while rest and len(out) < lines:
+        if len(rest) <= fits:
+            out.append(rest)
+            rest = ""
+            break
+        cut = rest.rfind(" ", 0, fits + 1)
+        if cut <= 0 or len(out) == lines - 1:
+            cut = fits
+        out.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        last = out[-1]
+        out[-1] = (last if len(last) < fits else last[: fits - 1]) + "\u2026"
+    return tuple(out)
 
 
 def _title(call: CheckRecord, offset: str) -> str:
