@@ -97,13 +97,13 @@ async def reach(engine: Engine, task_id: str, state: TaskState) -> TaskRecord:
     raise AssertionError(f"task {task_id} is {record.state.name}, never {state.name}")
 
 
-async def run_to_end(engine: Engine, clock: FakeClock, task_id: str) -> TaskRecord:
+async def run_to_end(engine: Engine, manual: FakeClock, task_id: str) -> TaskRecord:
     """Moves a manual clock to each next check of the task until the task ends."""
     for _ in range(4000):
         record = await engine.get(task_id)
         if record.is_terminal:
             return record
-        if record.next_check_time is not None and record.next_check_time > clock.now():
-            clock.advance_to(record.next_check_time)
+        if record.next_check_time is not None and record.next_check_time > manual.now():
+            manual.advance_to(record.next_check_time)
         await asyncio.sleep(0.005)
     raise AssertionError(f"task {task_id} did not end")

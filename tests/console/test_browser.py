@@ -88,9 +88,7 @@ class EngineUnderTest:
         return self.console.url
 
     async def submit(self, target: str, payload: dict[str, Any]) -> str:
-        return await self.engine.submit(
-            target, payload=payload, options=TaskOptions(policy=POLICY)
-        )
+        return await self.engine.submit(target, payload=payload, options=TaskOptions(policy=POLICY))
 
     async def checks(self, task_id: str) -> list[CheckRecord]:
         return await self.engine.checks(task_id)
@@ -145,9 +143,11 @@ async def test_console_in_a_browser(
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on(  # a navigation aborts the event stream and fetches in flight: not a failure
                 "requestfailed",
-                lambda r: None
-                if r.failure == "net::ERR_ABORTED"
-                else problems.append(f"{r.url}: {r.failure}"),
+                lambda r: (
+                    None
+                    if r.failure == "net::ERR_ABORTED"
+                    else problems.append(f"{r.url}: {r.failure}")
+                ),
             )
             page.on("response", lambda r: problems.append(r.url) if r.status >= 400 else None)
             page.on("pageerror", lambda err: problems.append(str(err)))
@@ -179,7 +179,8 @@ async def _scenario(page: Page, sut: EngineUnderTest, target: str, shots: Path) 
     # One task: one timeline mark per recorded call.
     chosen = quick[-1]
     checks = await sut.checks(chosen)
-    assert checks and all(c.kind in (CallKind.INITIATE, CallKind.CHECK) for c in checks)
+    assert checks
+    assert all(c.kind in (CallKind.INITIATE, CallKind.CHECK) for c in checks)
     await page.click(f"#task-{chosen} td.id a")
     await expect(page.locator("#task-state")).to_have_text("SUCCEEDED")
     marks = page.locator("svg#timeline circle.mark")

@@ -14,7 +14,7 @@ from server.fake_remote import FakeRemote
 from server.transcriber import Transcriber, fake_transcribe
 from tests.console.conftest import StartConsole, count_marks, manual_clock, reach, run_to_end
 from tests.engine.conftest import POLICY, MakeEngine, Serve
-from tests.engine.plugins import Answer, Job, done, failed, running
+from tests.engine.plugins import Answer, Behaviour, Job, done, failed, running
 
 SECRET_REMOTE = "remote-job-7f3a-do-not-show"
 
@@ -30,7 +30,7 @@ FAST_TIMEOUT = PollingPolicy(
 )
 
 
-def flaky_job() -> tuple[list[int], object]:
+def flaky_job() -> tuple[list[int], Behaviour]:
     """A job whose first call outlasts the check timeout (a transport retry), then RUNNING
     25% and 50%, then SUCCEEDED with a Struct result."""
     calls = [0]
@@ -102,15 +102,20 @@ async def test_filters_by_state_target_and_id_prefix(
     assert a.state is b.state is TaskState.SUCCEEDED
 
     _, page = await console.get(f"/tasks?target={first.target}")
-    assert a.task_id in page and b.task_id not in page
+    assert a.task_id in page
+    assert b.task_id not in page
     _, page = await console.get(f"/tasks?q={b.task_id[:6]}")
-    assert b.task_id in page and a.task_id not in page
+    assert b.task_id in page
+    assert a.task_id not in page
     _, page = await console.get("/tasks?state=FAILED")
-    assert a.task_id not in page and 'id="no-tasks"' in page
+    assert a.task_id not in page
+    assert 'id="no-tasks"' in page
     _, page = await console.get("/tasks?state=succeeded")
-    assert a.task_id in page and b.task_id in page
+    assert a.task_id in page
+    assert b.task_id in page
     _, page = await console.get("/tasks?label=team=search")
-    assert a.task_id not in page and 'id="no-tasks"' in page
+    assert a.task_id not in page
+    assert 'id="no-tasks"' in page
 
 
 async def test_paging_walks_every_task_once(
@@ -132,7 +137,8 @@ async def test_paging_walks_every_task_once(
         link = re.search(r'id="next-page" href="([^"]+)"|href="([^"]+)" id="next-page"', page)
         path = html.unescape(link.group(1) or link.group(2)) if link else None
     assert pages == 3
-    assert sorted(seen) == sorted(ids) and len(seen) == 5
+    assert sorted(seen) == sorted(ids)
+    assert len(seen) == 5
 
 
 async def test_malformed_filters_are_shown_next_to_their_field(
@@ -184,7 +190,7 @@ async def test_task_page_timeline_has_one_mark_per_call_with_gap_reasons(
     """Marks coloured by outcome (a transport retry, RUNNING, SUCCEEDED), every recorded
     interval and reason on its gap, progress over time, the result decoded."""
     _, behave = flaky_job()
-    plugin = await serve(behave)  # type: ignore[arg-type]
+    plugin = await serve(behave)
     engine = await make_engine(policy=FAST_TIMEOUT)
     console = await open_console(engine)
     record = await engine.invoke(plugin.target, payload={"audio": "a.wav"})
@@ -204,7 +210,8 @@ async def test_task_page_timeline_has_one_mark_per_call_with_gap_reasons(
     assert categories == ["retry", "running", "running", "succeeded"]
     text = html.unescape(page)
     for check in checks[:-1]:
-        assert check.interval_s is not None and check.reason
+        assert check.interval_s is not None
+        assert check.reason
         assert check.reason in text, check.reason
     assert "transport retry 1/" in text
     points = re.findall(r'<circle class="progress-point"[^>]*><title>([^<]+)</title>', page)
@@ -337,14 +344,16 @@ async def test_cancel_with_csrf_token_cancels_the_task(
     await reach(engine, task_id, TaskState.RUNNING)
     _, page = await console.get(f"/tasks/{task_id}")
     token = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert token is not None and 'id="cancel-button"' in page
+    assert token is not None
+    assert 'id="cancel-button"' in page
     status, _ = await console.post(f"/tasks/{task_id}/cancel", {"csrf": token.group(1)})
     assert status == 303
     assert (await engine.get(task_id)).state is TaskState.CANCELLED
     kinds = [check.kind for check in await engine.checks(task_id)]
     assert kinds[-1] is CallKind.CANCEL
     _, page = await console.get(f"/tasks/{task_id}")
-    assert "CANCELLED" in page and 'id="cancel-button"' not in page
+    assert "CANCELLED" in page
+    assert 'id="cancel-button"' not in page
 
 
 async def test_cancel_without_a_valid_csrf_token_is_refused_and_records_nothing(
@@ -367,7 +376,9 @@ async def test_cancel_without_a_valid_csrf_token_is_refused_and_records_nothing(
     token = re.search(r'name="csrf" value="([^"]+)"', page)
     assert token is not None
     status, _ = await console.post(
-        f"/tasks/{task_id}/cancel", {"csrf": token.group(1)}, headers={"Origin": "https://evil.test"}
+        f"/tasks/{task_id}/cancel",
+        {"csrf": token.group(1)},
+        headers={"Origin": "https://evil.test"},
     )
     assert status == 403
     record = await engine.get(task_id)
@@ -387,7 +398,8 @@ async def test_pages_carry_a_csp_and_no_inline_script_or_style(
         async with console.http.get(console.url + path) as response:
             page = await response.text()
             csp = response.headers["Content-Security-Policy"]
-            assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+            assert "script-src 'self'" in csp
+            assert "unsafe-inline" not in csp
             assert response.headers["X-Content-Type-Options"] == "nosniff"
             assert response.headers["Cache-Control"] == "no-store"
         assert not re.search(r"<script(?![^>]*\bsrc=)", page), path
@@ -404,7 +416,8 @@ async def test_static_assets_ship_in_the_package(
     _, page = await console.get("/tasks")
     for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', page):
         status, body = await console.get(html.unescape(asset))
-        assert status == 200 and len(body) > 200, asset
+        assert status == 200, asset
+        assert len(body) > 200, asset
 
 
 async def test_events_stream_rows_as_tasks_change(
@@ -435,9 +448,11 @@ async def test_events_for_an_unknown_task_or_a_bad_filter(
     engine = await make_engine()
     console = await open_console(engine)
     status, page = await console.get("/events?task=" + "0" * 32)
-    assert status == 404 and "no task with id" in page
+    assert status == 404
+    assert "no task with id" in page
     status, page = await console.get("/events?state=NOPE")
-    assert status == 400 and "unknown state" in html.unescape(page)
+    assert status == 400
+    assert "unknown state" in html.unescape(page)
 
 
 async def test_plugins_page_counts_states_failures_and_latency(
@@ -456,11 +471,13 @@ async def test_plugins_page_counts_states_failures_and_latency(
     assert status == 200
     row = page[page.index(f'data-target="{plugin.target}"') :]
     row = row[: row.index("</tr>")]
-    assert "SUCCEEDED 3" in row and "FAILED 1" in row
+    assert "SUCCEEDED 3" in row
+    assert "FAILED 1" in row
     cells = re.findall(r'<td class="num">([^<]*)</td>', row)
     assert cells[0] == "7"  # 3 x (initiate + 1 check) + 1 failed initiation
     assert "<code>BAD_INPUT</code> 1 (14.3%)" in row
-    assert cells[2] != "-" and cells[3] != "-"  # latency p50, p99
+    assert cells[2] != "-"
+    assert cells[3] != "-"
     assert "NO_HEALTH_SERVICE" in row  # the bare test server serves no health
 
 
@@ -482,9 +499,11 @@ async def test_labels_filter_when_tasks_carry_labels(
     )
     other = await engine.invoke(plugin.target)
     _, page = await console.get("/tasks?label=team=search")
-    assert tagged.task_id in page and other.task_id not in page
+    assert tagged.task_id in page
+    assert other.task_id not in page
     _, page = await console.get("/tasks?label=team")
-    assert tagged.task_id in page and other.task_id not in page
+    assert tagged.task_id in page
+    assert other.task_id not in page
     _, page = await console.get("/tasks?label=team=ads")
     assert tagged.task_id not in page
 

@@ -31,7 +31,7 @@ def test_non_loopback_host_with_tls_but_no_tokens_is_refused(pki: Pki) -> None:
     security = ConsoleSecurity(tls_cert_file=pki.server.cert, tls_key_file=pki.server.key)
     with pytest.raises(ConsoleConfigError, match="without bearer tokens"):
         check_bind("0.0.0.0", security)
-    check_bind("0.0.0.0", ConsoleSecurity(**_tls(pki), tokens=("t0k",)))
+    check_bind("0.0.0.0", _tls(pki, "t0k"))
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         check_bind(host, ConsoleSecurity())
 
@@ -79,11 +79,14 @@ def test_sessions_refuse_forged_tampered_and_expired_cookies() -> None:
     assert not Sessions.csrf_valid(None, session.csrf_token)
     now[0] += 61
     assert sessions.verify(cookie) is None
-    assert "key" in repr(sessions) and session.session_id not in repr(session)
+    assert "key" in repr(sessions)
+    assert session.session_id not in repr(session)
 
 
-def _tls(pki: Pki) -> dict[str, object]:
-    return {"tls_cert_file": pki.server.cert, "tls_key_file": pki.server.key}
+def _tls(pki: Pki, *tokens: str) -> ConsoleSecurity:
+    return ConsoleSecurity(
+        tls_cert_file=pki.server.cert, tls_key_file=pki.server.key, tokens=tokens
+    )
 
 
 def _client_ssl(pki: Pki) -> ssl.SSLContext:
@@ -105,7 +108,7 @@ async def test_tls_login_sets_a_strict_httponly_secure_cookie_and_logs_no_token(
     await reach(engine, task_id, TaskState.RUNNING)
     console = await open_console(
         engine,
-        security=ConsoleSecurity(**_tls(pki), tokens=("old-token-1", token)),
+        security=_tls(pki, "old-token-1", token),
         client_ssl=_client_ssl(pki),
     )
     assert console.url.startswith("https://127.0.0.1:")
@@ -118,12 +121,14 @@ async def test_tls_login_sets_a_strict_httponly_secure_cookie_and_logs_no_token(
     status, _ = await console.get("/events")
     assert status == 403
     status, page = await console.post(f"/tasks/{task_id}/cancel", {"csrf": "x"})
-    assert status == 403 and "log in first" in page
+    assert status == 403
+    assert "log in first" in page
     assert (await engine.get(task_id)).state is TaskState.RUNNING
 
     # A wrong token: 401, no cookie.
     status, page = await console.post("/login", {"token": "wrong", "next": "/tasks"})
-    assert status == 401 and "not accepted" in page
+    assert status == 401
+    assert "not accepted" in page
     assert not any(cookie.key == SESSION_COOKIE for cookie in console.http.cookie_jar)
 
     # The right token: a strict, HttpOnly, Secure cookie that does not hold the token.
@@ -162,7 +167,8 @@ async def test_tls_login_sets_a_strict_httponly_secure_cookie_and_logs_no_token(
     assert status == 303
 
     everything = "".join(pages) + caplog.text + "".join(repr(r.args) for r in caplog.records)
-    assert token not in everything and "old-token-1" not in everything
+    assert token not in everything
+    assert "old-token-1" not in everything
     assert "refused a login" in caplog.text
 
 
@@ -171,7 +177,9 @@ async def test_forged_session_cookie_is_not_a_login(
 ) -> None:
     engine = await make_engine()
     console = await open_console(
-        engine, security=ConsoleSecurity(**_tls(pki), tokens=("t0ken",)), client_ssl=_client_ssl(pki)
+        engine,
+        security=_tls(pki, "t0ken"),
+        client_ssl=_client_ssl(pki),
     )
     forged = Sessions(ttl_s=3600).new()[0]
     status, _ = await console.get("/tasks", headers={"Cookie": f"{SESSION_COOKIE}={forged}"})
@@ -187,7 +195,8 @@ async def test_without_tokens_pages_open_on_loopback_and_cookie_is_strict(
         assert response.status == 200
         set_cookie = response.headers["Set-Cookie"]
         page = await response.text()
-    assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
+    assert "HttpOnly" in set_cookie
+    assert "SameSite=Strict" in set_cookie
     assert "Secure" not in set_cookie  # plain HTTP on loopback
     status, _ = await console.get("/login")
     assert status == 303  # no login without tokens

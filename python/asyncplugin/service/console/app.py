@@ -48,7 +48,8 @@ _KEEPALIVE_S: Final = 15.0
 _MAX_BODY_BYTES: Final = 64 * 1024
 
 NEW_COOKIE: Final = web.RequestKey("new_cookie", str)
-SESSION: Final = web.RequestKey("session", Session | None)  # type: ignore[arg-type]
+SESSION: Final = web.RequestKey("session", Session)
+"""The request's verified session (absent when there is none)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -167,7 +168,8 @@ class Console:
         if session is None and not self.security.login_required:
             cookie, session = self.sessions.new()  # for the CSRF token of this browser
             request[NEW_COOKIE] = cookie
-        request[SESSION] = session
+        if session is not None:
+            request[SESSION] = session
         if request.method == "POST" and not _same_origin(request):
             _log.warning("console: refused a cross-origin %s to %s", request.method, request.path)
             raise ConsoleError(403, "refused: the request came from another site")
@@ -220,7 +222,7 @@ class Console:
         task_id = request.match_info["task_id"]
         form = await request.post()
         csrf = form.get("csrf")
-        if not Sessions.csrf_valid(request[SESSION], csrf if isinstance(csrf, str) else None):
+        if not Sessions.csrf_valid(request.get(SESSION), csrf if isinstance(csrf, str) else None):
             _log.warning("console: refused to cancel task %s: no valid CSRF token", task_id)
             raise ConsoleError(403, "refused: the form's CSRF token is missing or not valid")
         try:
@@ -300,7 +302,8 @@ class Console:
             raise web.HTTPSeeOther("/tasks")
         form = await request.post()
         token = form.get("token")
-        next_path = _safe_next(form.get("next") if isinstance(form.get("next"), str) else None)
+        asked = form.get("next")
+        next_path = _safe_next(asked if isinstance(asked, str) else None)
         if not isinstance(token, str) or not self.security.token_accepted(token):
             _log.warning("console: refused a login from %s: a wrong token", request.remote)
             return self._page(
@@ -320,7 +323,7 @@ class Console:
     async def _logout(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         csrf = form.get("csrf")
-        if not Sessions.csrf_valid(request[SESSION], csrf if isinstance(csrf, str) else None):
+        if not Sessions.csrf_valid(request.get(SESSION), csrf if isinstance(csrf, str) else None):
             raise ConsoleError(403, "refused: the form's CSRF token is missing or not valid")
         response = _redirect("/login" if self.security.login_required else "/tasks")
         response.del_cookie(SESSION_COOKIE, path="/")

@@ -176,4 +176,3 @@ def _last_task(record: TaskRecord) -> Any:
         return record.task
     except Exception:  # a corrupt recorded status must not break the page
         return None
-

@@ -210,10 +210,14 @@ def select(records: Iterable[TaskRecord], query: TaskQuery) -> Page:
     start = 0
     if query.cursor is not None:
         after = (-query.cursor.create_time, query.cursor.task_id)
-        while start < len(matching) and (
-            -matching[start].create_time,
-            matching[start].task_id,
-        ) <= after:
+        while (
+            start < len(matching)
+            and (
+                -matching[start].create_time,
+                matching[start].task_id,
+            )
+            <= after
+        ):
             start += 1
     rows = matching[start : start + query.page_size]
     more = start + query.page_size < len(matching)

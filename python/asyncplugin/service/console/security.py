@@ -228,4 +228,6 @@ class Sessions:
         """True if `presented` is the session's CSRF token (constant-time comparison)."""
         if session is None or not presented:
             return False
-        return hmac.compare_digest(session.csrf_token.encode(), presented.encode("utf-8", "replace"))
+        return hmac.compare_digest(
+            session.csrf_token.encode(), presented.encode("utf-8", "replace")
+        )

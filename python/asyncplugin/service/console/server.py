@@ -1,10 +1,10 @@
 """Serving the console on the engine's own event loop: `start_console` and `ConsoleServer`.
 
-    async with Engine(store=SqliteStore("tasks.db")) as engine:
-        server = await start_console(engine, host="127.0.0.1", port=8080)
-        print("console at", server.url)
-        ...
-        await server.stop()
+async with Engine(store=SqliteStore("tasks.db")) as engine:
+    server = await start_console(engine, host="127.0.0.1", port=8080)
+    print("console at", server.url)
+    ...
+    await server.stop()
 """
 
 from __future__ import annotations
@@ -95,4 +95,3 @@ def _bound_port(runner: web.AppRunner, asked: int) -> int:
         if isinstance(address, tuple) and len(address) >= 2:
             return int(address[1])
     return asked
-

@@ -85,20 +85,20 @@ def plugin_stats(
         stats.states[record.state.name] = stats.states.get(record.state.name, 0) + 1
     since = now - window_s
     for task_id, history in histories.items():
-        record = by_id.get(task_id)
-        if record is None:
+        owner = by_id.get(task_id)
+        if owner is None:
             continue
-        stats = by_target[record.target]
+        stats = by_target[owner.target]
         for check in history:
             if not is_call(check) or check.started_time < since:
                 continue
             stats.calls += 1
-            latencies.setdefault(record.target, []).append(
+            latencies.setdefault(owner.target, []).append(
                 max(0.0, check.finished_time - check.started_time)
             )
-            code = failure_code(check, record)
+            code = failure_code(check, owner)
             if code is not None:
-                failures.setdefault(record.target, Counter())[code] += 1
+                failures.setdefault(owner.target, Counter())[code] += 1
     for target, stats in by_target.items():
         stats.calls_per_minute = stats.calls / (window_s / 60.0)
         values = latencies.get(target, [])
@@ -109,6 +109,8 @@ def plugin_stats(
             for code, count in failures.get(target, Counter()).most_common()
         ]
         stats.states = {
-            state.name: stats.states[state.name] for state in TaskState if state.name in stats.states
+            state.name: stats.states[state.name]
+            for state in TaskState
+            if state.name in stats.states
         }
     return [by_target[target] for target in sorted(by_target)]

@@ -151,7 +151,9 @@ def build_timeline(record: TaskRecord, checks: Sequence[CheckRecord], *, now: fl
             )
         )
         label = "next check " + (
-            "due now" if record.next_check_time <= now else f"in {relative(record.next_check_time - now)}"
+            "due now"
+            if record.next_check_time <= now
+            else f"in {relative(record.next_check_time - now)}"
         )
         events.append(Event(x=due_x, label=label, category="pending"))
         end_x = due_x

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from asyncplugin.engine import CallKind, CheckOutcome, CheckRecord, TaskRecord
-from asyncplugin.protocol import TaskState
+from asyncplugin.protocol import Task, TaskState
 from asyncplugin.v1 import error_pb2
 
 __all__ = [
@@ -195,7 +195,7 @@ def _message(record: TaskRecord) -> str:
     return task.status_message or task.remote_status_message
 
 
-def _task(record: TaskRecord) -> Any:
+def _task(record: TaskRecord) -> Task | None:
     """The plugin's last Task, or None (also when the recorded bytes cannot be decoded)."""
     try:
         return record.task
