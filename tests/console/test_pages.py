@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import re
+
+import pytest
 
 from asyncplugin.engine import CallKind, CheckOutcome, PollingPolicy, TaskOptions
 from asyncplugin.plugin import PluginServer as SdkServer
@@ -313,8 +316,12 @@ async def test_typed_payload_and_result_decoded_through_reflection(
 
 
 async def test_remote_status_input_only_on_request(
-    make_engine: MakeEngine, serve: Serve, open_console: StartConsole
+    make_engine: MakeEngine,
+    serve: Serve,
+    open_console: StartConsole,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     async def forever(request: plugin_pb2.InvokeRequest) -> Answer:
         return running({"job": SECRET_REMOTE}, message="working")
 
@@ -332,6 +339,23 @@ async def test_remote_status_input_only_on_request(
     status, value = await console.get(f"/tasks/{task_id}/remote-input")
     assert status == 200
     assert SECRET_REMOTE in value
+    assert "remote-input" in caplog.text  # the access log saw the request ...
+    assert SECRET_REMOTE not in caplog.text  # ... and logged no value
+
+
+async def test_stop_ends_open_event_streams(
+    make_engine: MakeEngine, open_console: StartConsole
+) -> None:
+    """Stopping the console with a browser still listening returns at once, not after the
+    shutdown timeout."""
+    engine = await make_engine()
+    console = await open_console(engine)
+    async with console.http.get(console.url + "/events") as stream:
+        assert (await stream.content.readline()).startswith(b"retry:")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await console.server.stop()
+        assert loop.time() - started < 2.0
 
 
 async def test_cancel_with_csrf_token_cancels_the_task(
