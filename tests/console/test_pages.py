@@ -322,6 +322,7 @@ async def test_remote_status_input_only_on_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+
     async def forever(request: plugin_pb2.InvokeRequest) -> Answer:
         return running({"job": SECRET_REMOTE}, message="working")
 
