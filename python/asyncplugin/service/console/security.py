@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from asyncplugin.plugin.auth import is_loopback_host, read_token_file, validate_token
+from asyncplugin.engine.credentials import is_loopback_target
 
 __all__ = [
     "SESSION_COOKIE",
@@ -65,10 +65,10 @@ class ConsoleSecurity:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConsoleConfigError("the console's TLS needs both a certificate and a key file")
         for number, token in enumerate(self.tokens, start=1):
-            try:
-                validate_token(token, source=f"console token {number}")
-            except ValueError as err:
-                raise ConsoleConfigError(str(err)) from None
+            if not token or not all("!" <= char <= "~" for char in token):
+                raise ConsoleConfigError(
+                    f"console token {number} must be non-empty printable ASCII without spaces"
+                )
         if not self.session_ttl_s > 0:
             raise ConsoleConfigError(f"session_ttl_s must be > 0, got {self.session_ttl_s}")
 
@@ -85,12 +85,7 @@ class ConsoleSecurity:
         Raises:
             ConsoleConfigError: a file cannot be read or holds no valid token (never the token).
         """
-        tokens: tuple[str, ...] = ()
-        if token_file is not None:
-            try:
-                tokens = read_token_file(Path(token_file), many=True)
-            except ValueError as err:
-                raise ConsoleConfigError(str(err)) from None
+        tokens = _read_tokens(Path(token_file)) if token_file is not None else ()
         return cls(
             tls_cert_file=Path(tls_cert_file) if tls_cert_file is not None else None,
             tls_key_file=Path(tls_key_file) if tls_key_file is not None else None,
@@ -145,7 +140,7 @@ def check_bind(host: str, security: ConsoleSecurity) -> None:
     Raises:
         ConsoleConfigError: one line naming the host and what to add.
     """
-    if is_loopback_host(host):
+    if host.strip() and is_loopback_target(host.strip()):
         return
     if not security.tls:
         raise ConsoleConfigError(
@@ -157,6 +152,23 @@ def check_bind(host: str, security: ConsoleSecurity) -> None:
             f"refusing to serve the console on {host or 'every address'} without bearer tokens: "
             "anyone reaching it could cancel tasks; give a token file, or use 127.0.0.1"
         )
+
+
+def _read_tokens(path: Path) -> tuple[str, ...]:
+    """Tokens from a file, one per line (blank lines and '#' comments skipped), as the gRPC
+    servers read theirs; errors name the file, never a token."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except OSError as err:
+        raise ConsoleConfigError(f"cannot read token file {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConsoleConfigError(f"token file {path} must be ASCII text") from None
+    tokens = tuple(
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
+    if not tokens:
+        raise ConsoleConfigError(f"token file {path} holds no token")
+    return tokens
 
 
 @dataclass(frozen=True, slots=True)
