@@ -100,7 +100,6 @@ async def task_context(engine: Engine, probes: PluginProbes, task_id: str) -> di
         "has_remote_input": task is not None and task.remote_status_input is not None,
         "labels": sorted(task_labels(record).items()),
         "metadata_keys": [key for key, _ in record.options.metadata],
-        "token_stored": bool(record.options.bearer_token),
     }
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from asyncplugin.engine.credentials import is_loopback_target
+from asyncplugin.protocol.security import is_loopback_target
 
 __all__ = [
     "SESSION_COOKIE",

@@ -45,7 +45,6 @@ CATEGORY_OF: Final[Mapping[CheckOutcome, str]] = {
     CheckOutcome.PROTOCOL_VIOLATION: "violation",
     CheckOutcome.DEADLINE_EXCEEDED: "gave-up",
     CheckOutcome.MAX_CHECKS_EXCEEDED: "gave-up",
-    CheckOutcome.IGNORED: "ignored",
 }
 
 
