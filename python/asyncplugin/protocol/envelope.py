@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -16,7 +16,12 @@ OutT = TypeVar("OutT")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestContext:
-    """Who is calling and for which task; set by the engine on every call."""
+    """Who is calling and for which task; set by the engine on every call.
+
+    `engine_address` and `completion_token` are set when the engine offers push completion:
+    `asyncplugin.plugin.completion.CompletionClient` uses them to finish the task at once. The
+    token is a secret and is left out of the repr.
+    """
 
     plugin_id: str = ""
     plugin_instance_id: str = ""
@@ -25,6 +30,8 @@ class RequestContext:
     check_number: int = 0
     deadline: datetime | None = None
     engine: str = ""
+    engine_address: str = ""
+    completion_token: str = field(default="", repr=False)
 
     def to_proto(self) -> plugin_pb2.RequestContext:
         """Encodes this context."""
@@ -35,6 +42,8 @@ class RequestContext:
             idempotency_key=self.idempotency_key,
             check_number=self.check_number,
             engine=self.engine,
+            engine_address=self.engine_address,
+            completion_token=self.completion_token,
         )
         if self.deadline is not None:
             out.deadline.CopyFrom(datetime_to_timestamp(self.deadline))
@@ -53,6 +62,8 @@ class RequestContext:
             if message.HasField("deadline")
             else None,
             engine=message.engine,
+            engine_address=message.engine_address,
+            completion_token=message.completion_token,
         )
 
 

@@ -26,7 +26,7 @@ from asyncplugin.v1 import task_pb2 as asyncplugin_dot_v1_dot_task__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61syncplugin/v1/plugin.proto\x12\x0e\x61syncplugin.v1\x1a\x19\x61syncplugin/v1/task.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\rInvokeRequest\x12\x11\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x88\x01\x01\x12/\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x1e.asyncplugin.v1.RequestContext\x12$\n\x06status\x18\x03 \x01(\x0b\x32\x14.asyncplugin.v1.Task\x12\x17\n\x0fis_status_check\x18\x04 \x01(\x08\x12\x18\n\x10\x63\x61ncel_requested\x18\x05 \x01(\x08\x42\x07\n\x05_data\"R\n\x0eInvokeResponse\x12\x11\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x88\x01\x01\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.asyncplugin.v1.TaskB\x07\n\x05_data\"\xbd\x01\n\x0eRequestContext\x12\x11\n\tplugin_id\x18\x01 \x01(\t\x12\x1a\n\x12plugin_instance_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x14\n\x0c\x63heck_number\x18\x05 \x01(\x05\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x65ngine\x18\x07 \x01(\t2X\n\rPluginService\x12G\n\x06Invoke\x12\x1d.asyncplugin.v1.InvokeRequest\x1a\x1e.asyncplugin.v1.InvokeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61syncplugin/v1/plugin.proto\x12\x0e\x61syncplugin.v1\x1a\x19\x61syncplugin/v1/task.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\rInvokeRequest\x12\x11\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x88\x01\x01\x12/\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x1e.asyncplugin.v1.RequestContext\x12$\n\x06status\x18\x03 \x01(\x0b\x32\x14.asyncplugin.v1.Task\x12\x17\n\x0fis_status_check\x18\x04 \x01(\x08\x12\x18\n\x10\x63\x61ncel_requested\x18\x05 \x01(\x08\x42\x07\n\x05_data\"R\n\x0eInvokeResponse\x12\x11\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x88\x01\x01\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.asyncplugin.v1.TaskB\x07\n\x05_data\"\xef\x01\n\x0eRequestContext\x12\x11\n\tplugin_id\x18\x01 \x01(\t\x12\x1a\n\x12plugin_instance_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x14\n\x0c\x63heck_number\x18\x05 \x01(\x05\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x65ngine\x18\x07 \x01(\t\x12\x16\n\x0e\x65ngine_address\x18\x08 \x01(\t\x12\x18\n\x10\x63ompletion_token\x18\t \x01(\t2X\n\rPluginService\x12G\n\x06Invoke\x12\x1d.asyncplugin.v1.InvokeRequest\x1a\x1e.asyncplugin.v1.InvokeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,7 +38,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVOKERESPONSE']._serialized_start=291
   _globals['_INVOKERESPONSE']._serialized_end=373
   _globals['_REQUESTCONTEXT']._serialized_start=376
-  _globals['_REQUESTCONTEXT']._serialized_end=565
-  _globals['_PLUGINSERVICE']._serialized_start=567
-  _globals['_PLUGINSERVICE']._serialized_end=655
+  _globals['_REQUESTCONTEXT']._serialized_end=615
+  _globals['_PLUGINSERVICE']._serialized_start=617
+  _globals['_PLUGINSERVICE']._serialized_end=705
 # @@protoc_insertion_point(module_scope)

@@ -227,6 +227,8 @@ class RequestContext(_message.Message):
     CHECK_NUMBER_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     ENGINE_FIELD_NUMBER: _builtins.int
+    ENGINE_ADDRESS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKEN_FIELD_NUMBER: _builtins.int
     plugin_id: _builtins.str
     """The name under which the engine knows this plugin (for example "transcriber"). May be empty
     when the engine was given only an address.
@@ -249,6 +251,19 @@ class RequestContext(_message.Message):
     """
     engine: _builtins.str
     """The engine's name and version, for diagnostics (for example "asyncplugin-python/0.1.0")."""
+    engine_address: _builtins.str
+    """Where the plugin, or the webhook handler of the remote system it wraps, can reach the
+    engine's asyncplugin.engine.v1.EngineService to finish this task at once (CompleteTask) or
+    report progress (UpdateTask), as "host:port". Empty when the engine offers no push
+    completion; status checks go on either way, as the safety net.
+    """
+    completion_token: _builtins.str
+    """An unguessable token bound to this task that authorizes CompleteTask and UpdateTask for it
+    and for nothing else. It may differ from call to call (each one is freshly signed and
+    expires); any recent one works. Empty exactly when `engine_address` is empty. Treat it as a
+    secret: keep it with the remote job (for example in the webhook URL the remote system calls
+    back), never log it.
+    """
     @_builtins.property
     def deadline(self) -> _timestamp_pb2.Timestamp:
         """The absolute time after which the engine gives up on the task and records it FAILED with
@@ -266,10 +281,12 @@ class RequestContext(_message.Message):
         check_number: _builtins.int = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
         engine: _builtins.str = ...,
+        engine_address: _builtins.str = ...,
+        completion_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_number", b"check_number", "deadline", b"deadline", "engine", b"engine", "idempotency_key", b"idempotency_key", "plugin_id", b"plugin_id", "plugin_instance_id", b"plugin_instance_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_number", b"check_number", "completion_token", b"completion_token", "deadline", b"deadline", "engine", b"engine", "engine_address", b"engine_address", "idempotency_key", b"idempotency_key", "plugin_id", b"plugin_id", "plugin_instance_id", b"plugin_instance_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -263,6 +263,27 @@ export declare type RequestContext = Message<"asyncplugin.v1.RequestContext"> & 
    * @generated from field: string engine = 7;
    */
   engine: string;
+
+  /**
+   * Where the plugin, or the webhook handler of the remote system it wraps, can reach the
+   * engine's asyncplugin.engine.v1.EngineService to finish this task at once (CompleteTask) or
+   * report progress (UpdateTask), as "host:port". Empty when the engine offers no push
+   * completion; status checks go on either way, as the safety net.
+   *
+   * @generated from field: string engine_address = 8;
+   */
+  engineAddress: string;
+
+  /**
+   * An unguessable token bound to this task that authorizes CompleteTask and UpdateTask for it
+   * and for nothing else. It may differ from call to call (each one is freshly signed and
+   * expires); any recent one works. Empty exactly when `engine_address` is empty. Treat it as a
+   * secret: keep it with the remote job (for example in the webhook URL the remote system calls
+   * back), never log it.
+   *
+   * @generated from field: string completion_token = 9;
+   */
+  completionToken: string;
 };
 
 /**

@@ -333,6 +333,23 @@ class RequestContext(betterproto2.Message):
     The engine's name and version, for diagnostics (for example "asyncplugin-python/0.1.0").
     """
 
+    engine_address: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    Where the plugin, or the webhook handler of the remote system it wraps, can reach the
+    engine's asyncplugin.engine.v1.EngineService to finish this task at once (CompleteTask) or
+    report progress (UpdateTask), as "host:port". Empty when the engine offers no push
+    completion; status checks go on either way, as the safety net.
+    """
+
+    completion_token: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    """
+    An unguessable token bound to this task that authorizes CompleteTask and UpdateTask for it
+    and for nothing else. It may differ from call to call (each one is freshly signed and
+    expires); any recent one works. Empty exactly when `engine_address` is empty. Treat it as a
+    secret: keep it with the remote job (for example in the webhook URL the remote system calls
+    back), never log it.
+    """
+
 
 default_message_pool.register_message("asyncplugin.v1", "RequestContext", RequestContext)
 
