@@ -27,7 +27,7 @@ details, else the gRPC code's name (e.g. "PERMISSION_DENIED") and the status det
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import grpc
@@ -38,10 +38,13 @@ from asyncplugin.v1 import error_pb2
 
 __all__ = [
     "ENGINE_DOMAIN",
+    "AmbiguousTaskId",
     "EngineClosed",
     "EngineCode",
     "EngineError",
+    "RequestIdConflict",
     "StoreError",
+    "TaskEnded",
     "TaskNotFound",
     "WaitTimeout",
     "engine_error",
@@ -109,6 +112,48 @@ class TaskNotFound(EngineError, KeyError):
     def __str__(self) -> str:
         # KeyError quotes its argument; this error's message is already a sentence.
         return str(self.args[0])
+
+
+class AmbiguousTaskId(EngineError, ValueError):
+    """A task id prefix matches more than one task; the message names the candidates."""
+
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, prefix: str, candidates: Sequence[str], *, more: bool = False) -> None:
+        shown = ", ".join(candidates)
+        if more:
+            shown += ", ..."
+        super().__init__(
+            f"task id prefix {prefix!r} matches {'more than ' if more else ''}"
+            f"{len(candidates)} tasks: {shown}; give more characters"
+        )
+        self.prefix = prefix
+        self.candidates = tuple(candidates)
+
+
+class TaskEnded(EngineError):
+    """The task already ended in a way the call cannot change (the message names its state)."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, task_id: str, state_name: str, detail: str) -> None:
+        super().__init__(f"task {task_id} is {state_name}: {detail}")
+        self.task_id = task_id
+        self.state_name = state_name
+
+
+class RequestIdConflict(EngineError):
+    """A submit reused a request id of an earlier task with different parameters."""
+
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+
+    def __init__(self, request_id: str, task_id: str, differing: Sequence[str]) -> None:
+        super().__init__(
+            f"request id {request_id!r} was already used for task {task_id} with a different "
+            f"{', '.join(differing)}; use a new request id for a new task"
+        )
+        self.request_id = request_id
+        self.task_id = task_id
 
 
 class WaitTimeout(EngineError, TimeoutError):

@@ -46,6 +46,11 @@ class TaskOptions:
             task's calls are one trace across engine restarts. An engine with telemetry sets it
             to its submit span (a child of the one given here, or of the caller's current span).
         tracestate: the W3C `tracestate` that goes with `traceparent` ("" for none).
+        labels: (key, value) pairs to find the task by (a mapping is accepted; kept sorted).
+        request_id: a client-chosen id: a second submit with the same id creates no new task
+            and returns the first one's id ("" for none).
+        result_type: the full name of the result's message type, if the submitter knows it
+            (the google.longrunning `response` is packed with it).
     `metadata` is written to the store, so it must hold no secret: a bearer token goes to the
     transport instead (`GrpcTransport(metadata_provider=BearerTokens({target: token}))`), which
     sends it on every call and never stores it.
@@ -60,6 +65,9 @@ class TaskOptions:
     metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     traceparent: str = ""
     tracestate: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    request_id: str = ""
+    result_type: str = ""
 
     def __post_init__(self) -> None:
         if self.deadline_s is not None and not self.deadline_s > 0:
@@ -68,6 +76,16 @@ class TaskOptions:
             object.__setattr__(self, "metadata", tuple(self.metadata.items()))
         else:
             object.__setattr__(self, "metadata", tuple((k, v) for k, v in self.metadata))
+        pairs = self.labels.items() if isinstance(self.labels, Mapping) else self.labels
+        labels = tuple(sorted((str(k), str(v)) for k, v in pairs))
+        if len({key for key, _ in labels}) != len(labels):
+            raise ValueError("TaskOptions.labels has a key more than once")
+        object.__setattr__(self, "labels", labels)
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        """The labels as a dict."""
+        return dict(self.labels)
 
     def call_metadata(self) -> tuple[tuple[str, str], ...]:
         """The metadata to send on every call of this task."""
@@ -93,6 +111,9 @@ class TaskOptions:
                 "plugin_instance_id": self.plugin_instance_id,
                 "idempotency_key": self.idempotency_key,
                 "metadata": [list(pair) for pair in self.metadata],
+                "labels": dict(self.labels),
+                "request_id": self.request_id,
+                "result_type": self.result_type,
             },
             sort_keys=True,
         )
@@ -113,6 +134,9 @@ class TaskOptions:
             metadata=tuple((str(k), str(v)) for k, v in data.get("metadata", [])),
             traceparent=str(data.get("traceparent", "")),
             tracestate=str(data.get("tracestate", "")),
+            labels=tuple((str(k), str(v)) for k, v in (data.get("labels") or {}).items()),
+            request_id=data.get("request_id", ""),
+            result_type=data.get("result_type", ""),
         )
 
 
@@ -127,6 +151,10 @@ class CallKind(enum.StrEnum):
     """The best-effort status check with `cancel_requested = true`."""
     GIVE_UP = "GIVE_UP"
     """No call: the engine gave up (deadline or maximum number of checks)."""
+    COMPLETE = "COMPLETE"
+    """No call: the plugin finished the task itself (`Engine.complete`, push completion)."""
+    UPDATE = "UPDATE"
+    """No call: the plugin reported progress (`Engine.update`)."""
 
 
 class CheckOutcome(enum.StrEnum):
@@ -164,6 +192,7 @@ class CheckRecord:
         interval_s: the interval chosen before the next call, if one was scheduled.
         reason: why that interval was chosen, e.g. "backoff 1*1.6^2=2.56s jitter -7% -> 2.38s".
         next_check_time: when the next call was scheduled (epoch seconds), if any.
+        revision: the task revision this entry was recorded with (0 until recorded).
     """
 
     task_id: str
@@ -177,6 +206,7 @@ class CheckRecord:
     interval_s: float | None = None
     reason: str = ""
     next_check_time: float | None = None
+    revision: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,6 +232,8 @@ class TaskRecord:
         status: the plugin's last Task, encoded, with `remote_status_input` as it was sent.
         result: the answer's `data` bytes once SUCCEEDED (None if it had none).
         error: the error envelope (asyncplugin.v1.Error, encoded) once FAILED.
+        revision: the change counter: 1 when submitted, one more with every recorded change
+            (each history entry carries the revision it was recorded with).
     """
 
     task_id: str
@@ -222,6 +254,7 @@ class TaskRecord:
     status: bytes | None = None
     result: bytes | None = None
     error: bytes | None = None
+    revision: int = 0
 
     @property
     def is_terminal(self) -> bool:

@@ -57,3 +57,8 @@ class MemoryStore(TaskStore):
     async def checks(self, task_id: str) -> builtins.list[CheckRecord]:
         """The task's check history, oldest first."""
         return list(self._checks.get(task_id, ()))
+
+    async def delete(self, task_id: str) -> bool:
+        """Removes a task and its history."""
+        self._checks.pop(task_id, None)
+        return self._tasks.pop(task_id, None) is not None
