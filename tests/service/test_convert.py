@@ -77,24 +77,32 @@ def _check(number: int, revision: int) -> CheckRecord:
 
 def test_full_view_carries_everything_a_user_sees() -> None:
     task = task_to_proto(_record(), [_check(1, 3), _check(2, 5)])
-    assert task.task_id == "ab" * 16 and task.name == f"tasks/{'ab' * 16}"
+    assert task.task_id == "ab" * 16
+    assert task.name == f"tasks/{'ab' * 16}"
     assert task.state == task_pb2.TASK_STATE_RUNNING
     assert dict(task.labels) == {"team": "audio", "env": "dev"}
-    assert task.request_id == "req-1" and task.revision == 7
-    assert seconds(task.create_time) == 1000.0 and seconds(task.next_check_time) == 1020.0
-    assert seconds(task.policy.deadline) == 3600.0 and task.policy.max_checks == 0
-    assert task.progress.fraction == 0.5 and task.progress.stage == "render"
+    assert task.request_id == "req-1"
+    assert task.revision == 7
+    assert seconds(task.create_time) == 1000.0
+    assert seconds(task.next_check_time) == 1020.0
+    assert seconds(task.policy.deadline) == 3600.0
+    assert task.policy.max_checks == 0
+    assert task.progress.fraction == 0.5
+    assert task.progress.stage == "render"
     assert task.status_message == "rendering"
     assert task.remote_status_input.fields["job"].string_value == "j-1"
-    assert task.payload == b"\x01\x02" and task.payload_size_bytes == 2
-    assert not task.HasField("result") and not task.HasField("result_size_bytes")
+    assert task.payload == b"\x01\x02"
+    assert task.payload_size_bytes == 2
+    assert not task.HasField("result")
+    assert not task.HasField("result_size_bytes")
     assert list(task.metadata_keys) == ["x-secret"]
     assert task.result_type == "example.Result"
     assert [c.check_number for c in task.checks] == [1, 2]
     first = task.checks[0]
     assert first.kind == engine_pb2.CALL_KIND_CHECK
     assert first.outcome == engine_pb2.CHECK_OUTCOME_RUNNING
-    assert seconds(first.interval) == 2.5 and first.interval_reason.startswith("backoff")
+    assert seconds(first.interval) == 2.5
+    assert first.interval_reason.startswith("backoff")
     assert first.revision == 3
 
 
@@ -103,12 +111,15 @@ def test_basic_view_leaves_out_bytes_remote_input_and_history() -> None:
         state=TaskState.SUCCEEDED, result=b"xyz", next_check_time=None, end_time=1030.0
     )
     task = task_to_proto(record, [_check(1, 3)], view=engine_pb2.TASK_VIEW_BASIC)
-    assert not task.HasField("payload") and not task.HasField("result")
+    assert not task.HasField("payload")
+    assert not task.HasField("result")
     assert task.result_size_bytes == 3
-    assert not task.HasField("remote_status_input") and not task.checks
+    assert not task.HasField("remote_status_input")
+    assert not task.checks
     assert task.progress.fraction == 0.5  # progress stays in every view
     full = task_to_proto(record)
-    assert full.result == b"xyz" and seconds(full.end_time) == 1030.0
+    assert full.result == b"xyz"
+    assert seconds(full.end_time) == 1030.0
 
 
 def test_failed_task_carries_the_envelope_and_its_message() -> None:
@@ -118,14 +129,17 @@ def test_failed_task_carries_the_envelope_and_its_message() -> None:
     assert task.error.code == "REMOTE_FAILED"
     assert task.status_message == "the job failed"
     metadata = operation_metadata(record)
-    assert metadata.state == task_pb2.TASK_STATE_FAILED and dict(metadata.labels)["team"] == "audio"
+    assert metadata.state == task_pb2.TASK_STATE_FAILED
+    assert dict(metadata.labels)["team"] == "audio"
 
 
 def test_policy_overrides_apply_over_the_engine_default() -> None:
     overrides = policy_overrides(initial_interval_s=2.0, max_checks=0, deadline_s=30.0)
     policy, deadline_s = policy_from_proto(overrides, PollingPolicy(multiplier=3.0))
-    assert policy.initial_interval_s == 2.0 and policy.multiplier == 3.0
-    assert policy.max_checks is None and deadline_s == 30.0
+    assert policy.initial_interval_s == 2.0
+    assert policy.multiplier == 3.0
+    assert policy.max_checks is None
+    assert deadline_s == 30.0
     with pytest.raises(ValueError, match="multiplier"):
         policy_from_proto(engine_pb2.PollingPolicy(multiplier=0.5), PollingPolicy())
     with pytest.raises(ValueError, match="deadline"):
@@ -147,6 +161,7 @@ async def test_store_resolves_prefixes_and_names_the_candidates() -> None:
     assert await store.resolve("aa11" + "0" * 28) == "aa11" + "0" * 28
     with pytest.raises(AmbiguousTaskId) as ambiguous:
         await store.resolve("aa1")
-    assert "aa11" + "0" * 28 in str(ambiguous.value) and "aa12" + "0" * 28 in str(ambiguous.value)
+    assert "aa11" + "0" * 28 in str(ambiguous.value)
+    assert "aa12" + "0" * 28 in str(ambiguous.value)
     with pytest.raises(TaskNotFound, match="'cc'"):
         await store.resolve("cc")
