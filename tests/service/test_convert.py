@@ -41,7 +41,7 @@ def _record(**changes: object) -> TaskRecord:
         "idempotency_key": "key",
         "options": TaskOptions(
             policy=PollingPolicy(max_checks=None),
-            labels={"team": "audio", "env": "dev"},
+            labels=(("team", "audio"), ("env", "dev")),
             request_id="req-1",
             metadata=(("x-secret", "value"),),
             result_type="example.Result",
