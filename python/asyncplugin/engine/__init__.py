@@ -11,31 +11,37 @@ hooks. The engine never imports the plugin SDK: the two sides meet only in
 from __future__ import annotations
 
 from .clock import Clock, FakeClock, SystemClock
+from .completion import CompletionIssuer
 from .credentials import BearerTokens, ChannelSecurity
 from .engine import ENGINE_NAME, Engine, Payload
 from .errors import (
+    AmbiguousTaskId,
     EngineClosed,
     EngineCode,
     EngineError,
+    RequestIdConflict,
     StoreError,
     TaskNotFound,
+    TaskStateError,
     WaitTimeout,
 )
 from .policy import PollingPolicy, TransportRetryPolicy, next_interval, retry_delay
 from .records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord, TaskUpdate
-from .store import MemoryStore, SqliteStore, TaskStore
+from .store import MemoryStore, SqliteStore, TaskCursor, TaskFilter, TaskStore, open_store
 from .sync import SyncEngine
 from .telemetry import EngineTelemetry
 from .transport import GrpcTransport, Transport, TransportError
 
 __all__ = [
     "ENGINE_NAME",
+    "AmbiguousTaskId",
     "BearerTokens",
     "CallKind",
     "ChannelSecurity",
     "CheckOutcome",
     "CheckRecord",
     "Clock",
+    "CompletionIssuer",
     "Engine",
     "EngineClosed",
     "EngineCode",
@@ -46,13 +52,17 @@ __all__ = [
     "MemoryStore",
     "Payload",
     "PollingPolicy",
+    "RequestIdConflict",
     "SqliteStore",
     "StoreError",
     "SyncEngine",
     "SystemClock",
+    "TaskCursor",
+    "TaskFilter",
     "TaskNotFound",
     "TaskOptions",
     "TaskRecord",
+    "TaskStateError",
     "TaskStore",
     "TaskUpdate",
     "Transport",
@@ -60,5 +70,6 @@ __all__ = [
     "TransportRetryPolicy",
     "WaitTimeout",
     "next_interval",
+    "open_store",
     "retry_delay",
 ]

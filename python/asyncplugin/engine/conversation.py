@@ -80,6 +80,8 @@ def build_request(
     check_number: int,
     max_retries: int,
     engine_name: str,
+    engine_address: str = "",
+    completion_token: str = "",
 ) -> bytes:
     """Encodes the InvokeRequest of one call: initiation, status check, or cancel request."""
     options = record.options
@@ -90,6 +92,8 @@ def build_request(
         idempotency_key=record.idempotency_key,
         check_number=check_number,
         engine=engine_name,
+        engine_address=engine_address,
+        completion_token=completion_token,
     )
     if record.deadline is not None:
         context.deadline.CopyFrom(_stamp(record.deadline))

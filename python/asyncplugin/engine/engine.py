@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import logging
 import random
 import uuid
@@ -39,12 +40,21 @@ from types import TracebackType
 from typing import Any
 
 from google.protobuf import message as pb_message
+from google.protobuf import struct_pb2
 
 from asyncplugin.protocol import TaskState, encode_payload
 from asyncplugin.protocol.methods import GENERIC_METHOD, check_method
+from asyncplugin.v1 import error_pb2, task_pb2
 
 from . import errors
 from .clock import Clock, SystemClock
+from .completion import (
+    CompletionIssuer,
+    completed,
+    is_same_completion,
+    updated,
+    validate_completion,
+)
 from .errors import EngineClosed, StoreError, TaskNotFound
 from .notify import ChangeHook, Notifier
 from .policy import PollingPolicy, TransportRetryPolicy
@@ -95,6 +105,8 @@ class Engine:
         shutdown_grace_s: how long `stop` lets calls in flight finish before cancelling them.
         telemetry: traces and Prometheus metrics (see `EngineTelemetry`); None: none, and no
             instrumentation runs at all.
+        completion: when given, every call carries its address and a completion token for the
+            task in `RequestContext`, so the plugin can finish the task itself (`complete`).
     """
 
     def __init__(
@@ -111,6 +123,7 @@ class Engine:
         on_change: ChangeHook | None = None,
         shutdown_grace_s: float = 5.0,
         telemetry: EngineTelemetry | None = None,
+        completion: CompletionIssuer | None = None,
     ) -> None:
         if max_concurrent_rpcs < 1:
             raise ValueError(f"max_concurrent_rpcs must be >= 1, got {max_concurrent_rpcs}")
@@ -131,6 +144,8 @@ class Engine:
         self._rng = rng if rng is not None else random.Random()
         self._notifier = Notifier([on_change] if on_change is not None else [])
         self._grace_s = shutdown_grace_s
+        self._completion = completion
+        self._request_locks: dict[str, asyncio.Lock] = {}
         self._active: dict[str, TaskRecord] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._scheduler: Scheduler | None = None
@@ -206,6 +221,7 @@ class Engine:
             engine_name=ENGINE_NAME,
             commit=self._commit,
             schedule=scheduler.schedule,
+            completion=self._completion,
         )
         now = self.clock.now()
         resumed = await self.store.unfinished()
@@ -279,18 +295,38 @@ class Engine:
     ) -> str:
         """Records a new task and schedules its initiating call at once; returns its id.
 
+        With `options.request_id` already used by a task, nothing is created and that task's id
+        is returned (see `submit_detailed`).
+
         Args:
             target: the plugin's address, "host:port".
             method: the full method path, "/package.Service/Method" (any unary method that
                 follows the envelope convention).
             payload: bytes, a protobuf message, or a JSON-like dict (sent as a Struct).
-            options: per-task settings (policies, deadline, identities, metadata).
+            options: per-task settings (policies, deadline, identities, metadata, labels).
 
         Raises:
             ValueError: the target or method is malformed. TypeError: the payload cannot be
-            encoded. EngineClosed: the engine is not running. StoreError: the store cannot
-            record the task (and the engine takes no new work until it is started again).
+            encoded. RequestIdConflict: the request id was used for a different task.
+            EngineClosed: the engine is not running. StoreError: the store cannot record the
+            task (and the engine takes no new work until it is started again).
         """
+        record, _ = await self.submit_detailed(
+            target, method=method, payload=payload, options=options
+        )
+        return record.task_id
+
+    async def submit_detailed(
+        self,
+        target: str,
+        *,
+        method: str = DEFAULT_METHOD,
+        payload: Payload = b"",
+        options: TaskOptions | None = None,
+    ) -> tuple[TaskRecord, bool]:
+        """`submit`, returning the task's record and whether it was created (False when
+        `options.request_id` matched an earlier task with the same target, method and
+        payload)."""
         scheduler = self._require_running()
         self._require_store()
         if not target or target != target.strip():
@@ -298,6 +334,17 @@ class Engine:
         check_method(method)
         data = encode_payload(payload)
         options = options if options is not None else TaskOptions()
+        if options.request_id:
+            async with self._request_lock(options.request_id):
+                found = await self.store.find_request(options.request_id)
+                if found is not None:
+                    return _same_request(found, target, method, data), False
+                return await self._create(scheduler, target, method, data, options), True
+        return await self._create(scheduler, target, method, data, options), True
+
+    async def _create(
+        self, scheduler: Scheduler, target: str, method: str, data: bytes, options: TaskOptions
+    ) -> TaskRecord:
         policy = options.policy or self.policy
         deadline_s = options.deadline_s if options.deadline_s is not None else policy.deadline_s
         task_id = uuid.uuid4().hex
@@ -316,6 +363,7 @@ class Engine:
             update_time=now,
             next_check_time=now,
             deadline=now + deadline_s if deadline_s is not None else None,
+            revision=1,
         )
         with self.clock.busy():
             try:
@@ -326,7 +374,29 @@ class Engine:
         self._active[task_id] = record
         scheduler.schedule(task_id, now)
         self._notifier.publish(TaskUpdate(record=record))
-        return task_id
+        return record
+
+    @contextlib.asynccontextmanager
+    async def _request_lock(self, request_id: str) -> AsyncIterator[None]:
+        """Serializes submits of one request id, so a retried submit creates one task."""
+        lock = self._request_locks.setdefault(request_id, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked():
+                self._request_locks.pop(request_id, None)
+
+    async def resolve(self, prefix: str) -> str:
+        """The id of the one task whose id is `prefix` or starts with it.
+
+        Raises:
+            TaskNotFound: no task matches. AmbiguousTaskId: several do (the message names
+            them).
+        """
+        if prefix in self._active:
+            return prefix
+        return await self.store.resolve(prefix)
 
     async def get(self, task_id: str) -> TaskRecord:
         """The task's current record.
@@ -386,7 +456,120 @@ class Engine:
                     return await self.get(task_id)
                 assert self._driver is not None
                 scheduler.unschedule(task_id)
-                return await self._driver.cancel(current)
+                await self._driver.cancel(current)
+                return await self.get(task_id)
+
+    async def complete(
+        self,
+        task_id: str,
+        *,
+        data: bytes | None = None,
+        error: error_pb2.Error | None = None,
+    ) -> tuple[TaskRecord, bool]:
+        """Finishes the task with `data` (SUCCEEDED) or `error` (FAILED), as its plugin asked.
+
+        Holds the task's lock: a call in flight for the task finishes (and is recorded) first,
+        so exactly one end is recorded. The pending status check is dropped. Returns the record
+        and whether this exact completion had already been recorded (a retried call: nothing
+        new is recorded).
+
+        Raises:
+            ValueError: neither or both of data and error. ProtocolViolation: the error
+            envelope breaks a rule. TaskNotFound: no such task. TaskStateError: the task
+            already ended differently (the message names its state). EngineClosed,
+            StoreError: as for `submit`.
+        """
+        validate_completion(data, error)
+        record = await self.get(task_id)
+        if record.is_terminal:
+            return self._ended(record, data, error), True
+        scheduler = self._require_running()
+        self._require_store()
+        self._require_owned(record)
+        async with self._locked(task_id):
+            with self.clock.busy():
+                current = self._active.get(task_id)
+                if current is None:
+                    return self._ended(await self.get(task_id), data, error), True
+                scheduler.unschedule(task_id)
+                done, entry = completed(current, data, error, self.clock.now())
+                await self._commit(done, entry)
+                return await self.get(task_id), False
+
+    def _ended(
+        self, record: TaskRecord, data: bytes | None, error: error_pb2.Error | None
+    ) -> TaskRecord:
+        if is_same_completion(record, data, error):
+            return record
+        raise errors.TaskStateError(
+            task_id=record.task_id,
+            state_name=record.state.name,
+            detail="it already ended and a different completion cannot change it",
+        )
+
+    async def update(
+        self,
+        task_id: str,
+        *,
+        progress: task_pb2.Progress | None = None,
+        status_message: str = "",
+        remote_status_input: struct_pb2.Struct | None = None,
+        check_after_s: float | None = None,
+    ) -> TaskRecord:
+        """Records the plugin's progress report for a RUNNING task (see `completion.updated`).
+
+        `remote_status_input` replaces the one sent on the next status check; `check_after_s`
+        moves that check (clamped to the task's policy). Holds the task's lock like `complete`.
+
+        Raises:
+            TaskNotFound: no such task. TaskStateError: the task is not RUNNING.
+            ProtocolViolation: the report breaks a rule of task.proto. EngineClosed,
+            StoreError: as for `submit`.
+        """
+        record = await self.get(task_id)
+        if record.is_terminal:
+            raise errors.TaskStateError(
+                record.task_id, record.state.name, "only a RUNNING task can be updated"
+            )
+        scheduler = self._require_running()
+        self._require_store()
+        self._require_owned(record)
+        async with self._locked(task_id):
+            with self.clock.busy():
+                current = self._active.get(task_id) or await self.get(task_id)
+                assert self._driver is not None
+                changed, entry = updated(
+                    current,
+                    self._driver.policy_for(current),
+                    self.clock.now(),
+                    progress=progress,
+                    status_message=status_message,
+                    remote_status_input=remote_status_input,
+                    check_after_s=check_after_s,
+                )
+                await self._commit(changed, entry)
+                if entry.interval_s is not None and changed.next_check_time is not None:
+                    scheduler.schedule(task_id, changed.next_check_time)
+                return changed
+
+    async def delete(self, task_id: str) -> None:
+        """Removes a finished task and its history from the store.
+
+        Raises:
+            TaskNotFound: no such task. TaskStateError: the task has not finished.
+        """
+        record = await self.get(task_id)
+        if not record.is_terminal:
+            raise errors.TaskStateError(
+                record.task_id, record.state.name, "only a finished task can be deleted"
+            )
+        async with self._locked(task_id):
+            with self.clock.busy():
+                try:
+                    await self.store.delete(task_id)
+                except StoreError as err:
+                    self._store_failed(err)
+                    raise
 
     async def list(
         self,
@@ -524,14 +707,17 @@ class Engine:
                         await self._driver.fail_internal(current, err)
 
     async def _commit(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
-        """Records atomically, then updates the cache and tells listeners."""
+        """Records atomically (the change gets the task's next revision, and so do its history
+        entries), then updates the cache and tells listeners."""
         try:
-            await self._writes.record(record, *checks)
             if record is None:
-                if checks:
-                    current = await self.get(checks[0].task_id)
-                    self._notifier.publish(TaskUpdate(record=current, checks=checks))
-                return
+                if not checks:
+                    return
+                record = await self.get(checks[0].task_id)
+            revision = record.revision + 1
+            record = dataclasses.replace(record, revision=revision)
+            checks = tuple(dataclasses.replace(check, revision=revision) for check in checks)
+            await self._writes.record(record, *checks)
         except StoreError as err:
             self._store_failed(err)
             raise
@@ -540,3 +726,19 @@ class Engine:
         else:
             self._active[record.task_id] = record
         self._notifier.publish(TaskUpdate(record=record, checks=checks))
+
+
+def _same_request(found: TaskRecord, target: str, method: str, payload: bytes) -> TaskRecord:
+    """The task a request id names, if the repeated submit asks for the same work."""
+    differing = [
+        name
+        for name, same in (
+            ("target", found.target == target),
+            ("method", found.method == method),
+            ("payload", found.payload == payload),
+        )
+        if not same
+    ]
+    if differing:
+        raise errors.RequestIdConflict(found.options.request_id, found.task_id, differing)
+    return found

@@ -44,8 +44,8 @@ __all__ = [
     "EngineError",
     "RequestIdConflict",
     "StoreError",
-    "TaskEnded",
     "TaskNotFound",
+    "TaskStateError",
     "WaitTimeout",
     "engine_error",
 ]
@@ -131,8 +131,8 @@ class AmbiguousTaskId(EngineError, ValueError):
         self.candidates = tuple(candidates)
 
 
-class TaskEnded(EngineError):
-    """The task already ended in a way the call cannot change (the message names its state)."""
+class TaskStateError(EngineError):
+    """The task is in a state the call cannot act on (the message names the state)."""
 
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 

@@ -31,6 +31,7 @@ from asyncplugin.v1 import task_pb2
 
 from . import errors
 from .clock import Clock
+from .completion import CompletionIssuer
 from .conversation import (
     Answer,
     build_request,
@@ -84,6 +85,7 @@ class Driver:
         engine_name: str,
         commit: Commit,
         schedule: Callable[[str, float], None],
+        completion: CompletionIssuer | None = None,
     ) -> None:
         self._clock = clock
         self._transport = transport
@@ -93,6 +95,7 @@ class Driver:
         self._engine_name = engine_name
         self._commit = commit
         self._schedule = schedule
+        self._completion = completion
 
     def policy_for(self, record: TaskRecord) -> PollingPolicy:
         """The task's polling policy: its own, or the engine's."""
@@ -256,12 +259,18 @@ class Driver:
 
     async def _call(self, record: TaskRecord, kind: CallKind, number: int) -> bytes:
         policy = self.policy_for(record)
+        address, token = "", ""
+        if self._completion is not None:
+            address = self._completion.address
+            token = self._completion.token_for(record.task_id, self._clock.now())
         request = build_request(
             record,
             kind=kind,
             check_number=number,
             max_retries=self.retry_policy_for(record).max_retries,
             engine_name=self._engine_name,
+            engine_address=address,
+            completion_token=token,
         )
         return await self._transport.call(
             record.target,

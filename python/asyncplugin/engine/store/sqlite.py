@@ -42,10 +42,13 @@ from asyncplugin.protocol import TaskState
 from ..errors import StoreError
 from ..records import CheckRecord, TaskRecord
 from .base import TaskStore
+from .query import TaskCursor, TaskFilter
 from .sqlite_schema import (
     CHECK_COLUMNS,
+    CHECK_COUNT,
     SCHEMA_VERSION,
     TASK_COLUMNS,
+    TASK_COUNT,
     check_from_row,
     check_row,
     marks,
@@ -55,6 +58,9 @@ from .sqlite_schema import (
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+_LAST_CHAR: Final = chr(0x10FFFF)
+"""Above every character: `prefix <= id < prefix + _LAST_CHAR` selects ids starting with it."""
 
 
 class SqliteStore(TaskStore):
@@ -223,10 +229,14 @@ class SqliteStore(TaskStore):
         try:
             with self._guard("record a new task"), _transaction(self._conn) as db:
                 db.execute(
-                    f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({marks(18)})",
+                    f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({marks(TASK_COUNT)})",
                     task_row(record),
                 )
         except sqlite3.IntegrityError as err:
+            if "request_id" in str(err):
+                raise ValueError(
+                    f"request id {record.options.request_id!r} is already used by another task"
+                ) from err
             raise ValueError(f"task {record.task_id!r} already exists") from err
 
     async def record(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
@@ -236,14 +246,14 @@ class SqliteStore(TaskStore):
             if record is not None:
                 row = task_row(record)
                 cursor = db.execute(
-                    f"UPDATE tasks SET ({TASK_COLUMNS}) = ({marks(18)}) WHERE task_id = ?",
+                    f"UPDATE tasks SET ({TASK_COLUMNS}) = ({marks(TASK_COUNT)}) WHERE task_id = ?",
                     (*row, record.task_id),
                 )
                 if cursor.rowcount != 1:
                     raise KeyError(f"task {record.task_id!r} is not in the store")
             if checks:
                 db.executemany(
-                    f"INSERT INTO checks ({CHECK_COLUMNS}) VALUES ({marks(11)})",
+                    f"INSERT INTO checks ({CHECK_COLUMNS}) VALUES ({marks(CHECK_COUNT)})",
                     [check_row(check) for check in checks],
                 )
 
@@ -276,11 +286,81 @@ class SqliteStore(TaskStore):
 
     async def checks(self, task_id: str) -> builtins.list[CheckRecord]:
         """The task's check history, oldest first."""
+        return await self.checks_after(task_id, -1)
+
+    async def checks_after(self, task_id: str, revision: int) -> builtins.list[CheckRecord]:
+        """The task's history entries recorded after `revision`, oldest first."""
         with self._guard("read a check history"):
             rows = self._conn.execute(
-                f"SELECT {CHECK_COLUMNS} FROM checks WHERE task_id = ? ORDER BY id", (task_id,)
+                f"SELECT {CHECK_COLUMNS} FROM checks WHERE task_id = ? AND revision > ? "
+                "ORDER BY id",
+                (task_id, revision),
             )
             return [check_from_row(row) for row in rows]
+
+    async def query(
+        self, where: TaskFilter, *, limit: int, after: TaskCursor | None = None
+    ) -> builtins.list[TaskRecord]:
+        """Tasks passing `where`, newest first (creation time, then id), after `after`."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if where.states is not None:
+            if not where.states:
+                return []
+            clauses.append(f"state IN ({marks(len(where.states))})")
+            params.extend(sorted(int(state) for state in where.states))
+        if where.target is not None:
+            clauses.append("target = ?")
+            params.append(where.target)
+        if where.created_after is not None:
+            clauses.append("create_time >= ?")
+            params.append(where.created_after)
+        if where.created_before is not None:
+            clauses.append("create_time < ?")
+            params.append(where.created_before)
+        for key, value in where.labels:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM json_each(tasks.labels) WHERE key = ? AND value = ?)"
+            )
+            params.extend((key, value))
+        if after is not None:
+            clauses.append("(create_time < ? OR (create_time = ? AND task_id < ?))")
+            params.extend((after.create_time, after.create_time, after.task_id))
+        sql = f"SELECT {TASK_COLUMNS} FROM tasks"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY create_time DESC, task_id DESC LIMIT ?"
+        params.append(limit)
+        with self._guard("list tasks"):
+            return [task_from_row(row) for row in self._conn.execute(sql, params)]
+
+    async def find_ids(self, prefix: str, *, limit: int) -> builtins.list[str]:
+        """Ids of tasks starting with `prefix`, sorted, at most `limit` (an index range scan)."""
+        with self._guard("look up task ids"):
+            rows = self._conn.execute(
+                "SELECT task_id FROM tasks WHERE task_id >= ? AND task_id < ? "
+                "ORDER BY task_id LIMIT ?",
+                (prefix, prefix + _LAST_CHAR, limit),
+            )
+            return [row[0] for row in rows]
+
+    async def find_request(self, request_id: str) -> TaskRecord | None:
+        """The task submitted with this request id, or None."""
+        if not request_id:
+            return None
+        with self._guard("look up a request id"):
+            row = self._conn.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE request_id = ?", (request_id,)
+            ).fetchone()
+        return task_from_row(row) if row else None
+
+    async def delete(self, task_id: str) -> bool:
+        """Removes a task and its history, in one transaction."""
+        self._require_writable()
+        with self._guard("delete a task"), _transaction(self._conn) as db:
+            db.execute("DELETE FROM checks WHERE task_id = ?", (task_id,))
+            cursor = db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+            return cursor.rowcount == 1
 
 
 class _transaction:

@@ -1,12 +1,16 @@
 """The SQLite task store's schema, its migrations, and the conversions between rows and records.
 
-Schema (version 1):
+Schema (version 2):
     tasks(task_id PK, target, method, state INT, payload BLOB, idempotency_key, options JSON,
           create_time, update_time, start_time, end_time, next_check_time, deadline REAL,
-          check_count, retries INT, status BLOB (last Task), result BLOB, error BLOB (Error))
+          check_count, retries INT, status BLOB (last Task), result BLOB, error BLOB (Error),
+          labels JSON, request_id (unique when not ''), revision INT)
     checks(id PK autoincrement, task_id, kind, check_number, started_time, finished_time,
-           outcome, grpc_code, message, interval_s, reason, next_check_time)
-Times are epoch seconds (REAL); protobuf values are stored as their encoded bytes.
+           outcome, grpc_code, message, interval_s, reason, next_check_time, revision INT)
+Times are epoch seconds (REAL); protobuf values are stored as their encoded bytes. Version 2
+added labels, request ids and revisions (for the engine service's filters, idempotent submits
+and watch resumption); an engine opening a version 1 file migrates it in place (its tasks and
+checks get revision 1).
 
 The schema is versioned by `PRAGMA user_version`: `_MIGRATIONS[n]` upgrades version n to n + 1,
 and `migrate` applies them in order, each in its own transaction.
@@ -14,6 +18,7 @@ and `migrate` applies them in order, each in its own transaction.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any, Final
@@ -25,8 +30,10 @@ from ..records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskReco
 
 __all__ = [
     "CHECK_COLUMNS",
+    "CHECK_COUNT",
     "SCHEMA_VERSION",
     "TASK_COLUMNS",
+    "TASK_COUNT",
     "check_from_row",
     "check_row",
     "marks",
@@ -35,7 +42,7 @@ __all__ = [
     "task_row",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA_V1: Final = """
 CREATE TABLE tasks (
@@ -77,18 +84,30 @@ CREATE TABLE checks (
 CREATE INDEX checks_by_task ON checks (task_id, id);
 """
 
+_SCHEMA_V2: Final = """
+ALTER TABLE tasks ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE tasks ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE checks ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+CREATE UNIQUE INDEX tasks_by_request ON tasks (request_id) WHERE request_id != '';
+CREATE INDEX tasks_by_order ON tasks (create_time, task_id);
+CREATE INDEX tasks_by_target ON tasks (target, create_time);
+"""
+
 # _MIGRATIONS[n] is the SQL script that upgrades a schema from version n to n + 1.
-_MIGRATIONS: Final[dict[int, str]] = {0: _SCHEMA_V1}
+_MIGRATIONS: Final[dict[int, str]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
 
 TASK_COLUMNS: Final = (
     "task_id, target, method, state, payload, idempotency_key, options, create_time, "
     "update_time, start_time, end_time, next_check_time, deadline, check_count, retries, "
-    "status, result, error"
+    "status, result, error, labels, request_id, revision"
 )
+TASK_COUNT: Final = 21
 CHECK_COLUMNS: Final = (
     "task_id, kind, check_number, started_time, finished_time, outcome, grpc_code, message, "
-    "interval_s, reason, next_check_time"
+    "interval_s, reason, next_check_time, revision"
 )
+CHECK_COUNT: Final = 12
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> None:
@@ -134,13 +153,16 @@ def task_row(r: TaskRecord) -> tuple[Any, ...]:
         r.status,
         r.result,
         r.error,
+        json.dumps(dict(r.options.labels), sort_keys=True),
+        r.options.request_id,
+        r.revision,
     )
 
 
 def task_from_row(row: tuple[Any, ...]) -> TaskRecord:
     (task_id, target, method, state, payload, key, options, create_time, update_time,
      start_time, end_time, next_check_time, deadline, check_count, retries, status, result,
-     error) = row  # fmt: skip
+     error, _labels, _request_id, revision) = row  # fmt: skip
     return TaskRecord(
         task_id=task_id,
         target=target,
@@ -160,6 +182,7 @@ def task_from_row(row: tuple[Any, ...]) -> TaskRecord:
         status=bytes(status) if status is not None else None,
         result=bytes(result) if result is not None else None,
         error=bytes(error) if error is not None else None,
+        revision=revision,
     )
 
 
@@ -176,12 +199,13 @@ def check_row(c: CheckRecord) -> tuple[Any, ...]:
         c.interval_s,
         c.reason,
         c.next_check_time,
+        c.revision,
     )
 
 
 def check_from_row(row: tuple[Any, ...]) -> CheckRecord:
     (task_id, kind, number, started, finished, outcome, code, message, interval_s, reason,
-     next_check_time) = row  # fmt: skip
+     next_check_time, revision) = row  # fmt: skip
     return CheckRecord(
         task_id=task_id,
         kind=CallKind(kind),
@@ -194,4 +218,5 @@ def check_from_row(row: tuple[Any, ...]) -> CheckRecord:
         interval_s=interval_s,
         reason=reason,
         next_check_time=next_check_time,
+        revision=revision,
     )
