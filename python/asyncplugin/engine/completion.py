@@ -42,8 +42,9 @@ class CompletionIssuer(Protocol):
         """Where plugins reach the engine's EngineService ("host:port")."""
         ...
 
-    def token_for(self, task_id: str, now: float) -> str:
-        """A completion token for the task, issued at `now` (epoch seconds)."""
+    def token_for(self, task_id: str, *, now: float, deadline: float | None) -> str:
+        """A completion token for the task, issued at `now`, for a task with this deadline
+        (epoch seconds; None: no deadline)."""
         ...
 
 

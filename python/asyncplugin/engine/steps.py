@@ -262,7 +262,9 @@ class Driver:
         address, token = "", ""
         if self._completion is not None:
             address = self._completion.address
-            token = self._completion.token_for(record.task_id, self._clock.now())
+            token = self._completion.token_for(
+                record.task_id, now=self._clock.now(), deadline=record.deadline
+            )
         request = build_request(
             record,
             kind=kind,

@@ -37,6 +37,10 @@ class TaskStore(abc.ABC):
             StoreError: another engine holds the store.
         """
 
+    async def announce(self, note: str) -> None:  # noqa: B027 - optional hook
+        """Leaves a note for anyone refused the claim (for example the engine daemon's address,
+        so a second engine on the store is told where to submit instead)."""
+
     @abc.abstractmethod
     async def create(self, record: TaskRecord) -> None:
         """Adds a new task.

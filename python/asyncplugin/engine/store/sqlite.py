@@ -106,12 +106,28 @@ class SqliteStore(TaskStore):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            note = _read_note(fd)
             os.close(fd)
+            address = note.removeprefix("engine-address=") if note else ""
+            if address:
+                raise StoreError(
+                    f"{self.path}: the engine daemon serving at {address} holds this task "
+                    f"store; submit through it with --engine {address} (or use another --store)"
+                ) from None
             raise StoreError(
                 f"{self.path}: another engine is using this task store (lock {lock_path}); "
                 "run one engine per store"
             ) from None
+        os.ftruncate(fd, 0)
         self._claim_fd = fd
+
+    async def announce(self, note: str) -> None:
+        """Writes `note` (one line) into the claim's lock file, for engines refused the claim."""
+        fd = self._claim_fd
+        if fd is None:
+            return
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note.splitlines()[0].encode("utf-8") + b"\n", 0)
 
     async def open(self) -> None:
         """Opens the file. An engine's store: creates the file if missing, enables WAL, creates
@@ -416,6 +432,14 @@ def _explain(text: str, err: sqlite3.Error) -> str:
     if name:
         text += f" ({name})"
     return f"{text}; {hint}" if hint else text
+
+
+def _read_note(fd: int) -> str:
+    """The first line another engine announced in the lock file ("" if none or unreadable)."""
+    try:
+        return os.pread(fd, 512, 0).decode("utf-8", "replace").split("\n", 1)[0].strip()
+    except OSError:
+        return ""
 
 
 def _check_writable(db: sqlite3.Connection) -> None:
