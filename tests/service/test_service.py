@@ -137,7 +137,7 @@ async def test_sync_client_facade(start_daemon: StartDaemon, serve: Serve) -> No
     def run() -> list[int]:
         with SyncEngineClient(daemon.address) as client:
             task = client.submit(plugin.target)
-            states = [change.task.state for change in client.watch(task.task_id)]
+            states = [int(change.task.state) for change in client.watch(task.task_id)]
             assert client.get(task.task_id).state == SUCCEEDED
             return states
 
