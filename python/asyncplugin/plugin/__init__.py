@@ -13,7 +13,8 @@
 
 Any class with a `run(request)` method can be served too: `as_plugin(SomeClass)` checks it (no
 `run`, abstract methods) and wraps it. This package never imports the engine; the two sides meet
-in `asyncplugin.protocol`.
+in `asyncplugin.protocol` (and, for push completion, `CompletionClient` uses only the generated
+EngineService stubs).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from asyncplugin.protocol.methods import GENERIC_METHOD
 
 from .base import AsyncPlugin, Reply, remote_status_input
 from .cancel import CANCEL_NOT_HANDLED
+from .completion import CompletionClient, CompletionRefused
 from .dispatch import INVALID_PAYLOAD
 from .inprocess import CallResult, PluginClient, serve_in_process
 from .loading import PluginLoadError, RunAdapter, as_plugin
@@ -41,6 +43,8 @@ __all__ = [
     "AsyncPlugin",
     "BindError",
     "CallResult",
+    "CompletionClient",
+    "CompletionRefused",
     "InsecureBindError",
     "PluginClient",
     "PluginLoadError",
