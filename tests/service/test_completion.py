@@ -4,6 +4,7 @@ token; exactly one end is recorded; bad tokens and late completions are refused.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -215,11 +216,12 @@ async def test_bad_completions_are_refused_naming_the_problem(
         token = plugin.contexts[0].completion_token
         before = await daemon.client.get(task_id)
         client = daemon.client
-        with pytest.raises(Exception, match="INVALID_ARGUMENT.*ERROR_WITHOUT_MESSAGE"):
+        with pytest.raises(Exception, match=r"INVALID_ARGUMENT.*ERROR_WITHOUT_MESSAGE"):
             await client.complete(token, error=task_pb2.Task().error)
-        with pytest.raises(Exception, match="INVALID_ARGUMENT.*outcome"):
-            await client.stub.CompleteTask(engine_pb2.CompleteTaskRequest(completion_token=token))
-        with pytest.raises(Exception, match="INVALID_ARGUMENT.*PROGRESS_FRACTION_OUT_OF_RANGE"):
+        with pytest.raises(Exception, match=r"INVALID_ARGUMENT.*outcome"):
+            stub: Any = client.stub
+            await stub.CompleteTask(engine_pb2.CompleteTaskRequest(completion_token=token))
+        with pytest.raises(Exception, match=r"INVALID_ARGUMENT.*PROGRESS_FRACTION_OUT_OF_RANGE"):
             await client.update(token, progress=task_pb2.Progress(fraction=2.0))
         assert await daemon.client.get(task_id) == before
 
@@ -231,7 +233,7 @@ async def test_update_after_the_end_names_the_state(
     with daemon.clock.busy():
         task_id, plugin = await _running_task(daemon, serve)
         await daemon.client.cancel(task_id)
-        with pytest.raises(Exception, match="FAILED_PRECONDITION.*CANCELLED"):
+        with pytest.raises(Exception, match=r"FAILED_PRECONDITION.*CANCELLED"):
             await daemon.client.update(plugin.contexts[0].completion_token, status_message="x")
 
 
@@ -240,7 +242,7 @@ async def test_without_keys_there_is_no_push_completion(
 ) -> None:
     daemon = await start_daemon(tokens=None)
     with daemon.clock.busy():
-        task_id, plugin = await _running_task(daemon, serve)
+        _, plugin = await _running_task(daemon, serve)
     assert plugin.contexts[0].engine_address == ""
     assert plugin.contexts[0].completion_token == ""
     async with CompletionClient() as completions:
