@@ -218,8 +218,8 @@ async def test_bad_completions_are_refused_naming_the_problem(
         client = daemon.client
         with pytest.raises(Exception, match=r"INVALID_ARGUMENT.*ERROR_WITHOUT_MESSAGE"):
             await client.complete(token, error=task_pb2.Task().error)
+        stub: Any = client.stub
         with pytest.raises(Exception, match=r"INVALID_ARGUMENT.*outcome"):
-            stub: Any = client.stub
             await stub.CompleteTask(engine_pb2.CompleteTaskRequest(completion_token=token))
         with pytest.raises(Exception, match=r"INVALID_ARGUMENT.*PROGRESS_FRACTION_OUT_OF_RANGE"):
             await client.update(token, progress=task_pb2.Progress(fraction=2.0))
