@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import grpc
@@ -29,7 +30,7 @@ def _field_of(err: grpc.aio.AioRpcError) -> str:
             for detail in status.details:
                 bad = error_details_pb2.BadRequest()
                 if detail.Unpack(bad):
-                    return bad.field_violations[0].field
+                    return str(bad.field_violations[0].field)
     return ""
 
 
@@ -43,7 +44,7 @@ async def test_unknown_and_ambiguous_task_ids(start_daemon: StartDaemon, serve: 
     with daemon.clock.busy():
         ids = [(await daemon.client.submit(plugin.target)).task_id for _ in range(17)]
     first = sorted(ids)
-    shared = next(a for a, b in zip(first, first[1:], strict=False) if a[0] == b[0])[0]
+    shared = next(a for a, b in itertools.pairwise(first) if a[0] == b[0])[0]
     candidates = sorted(i for i in ids if i.startswith(shared))
     operations = operations_pb2_grpc.OperationsStub(daemon.client.channel)
     for call in (

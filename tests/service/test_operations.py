@@ -99,7 +99,7 @@ async def test_operations_rpcs(start_daemon: StartDaemon, serve: Serve) -> None:
     client = operations_v1.OperationsAsyncClient(daemon.client.channel)
     listed = [op async for op in await client.list_operations("tasks", "")]
     assert {op.name for op in listed} == {running_task.name, done_task.name}
-    with pytest.raises(exceptions.FailedPrecondition, match="RUNNING|WAITING"):
+    with pytest.raises(exceptions.FailedPrecondition, match=r"RUNNING|WAITING"):
         await client.delete_operation(running_task.name)
     await client.cancel_operation(running_task.name)
     cancelled = await client.get_operation(running_task.name)
