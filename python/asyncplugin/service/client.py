@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mappin
 from concurrent.futures import Future
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import grpc
 from google.protobuf import message as pb_message
@@ -45,6 +45,13 @@ _TERMINAL = frozenset(
     (task_pb2.TASK_STATE_SUCCEEDED, task_pb2.TASK_STATE_FAILED, task_pb2.TASK_STATE_CANCELLED)
 )
 _RECONNECT_CODES = frozenset((grpc.StatusCode.UNAVAILABLE,))
+# A restarted daemon is found again within about a second (gRPC's default reconnect backoff
+# grows to 120 s, which would leave a watcher idle long after the daemon is back).
+_CHANNEL_OPTIONS: Final = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
 
 Payload = bytes | pb_message.Message | Mapping[str, Any]
 """A payload: encoded bytes, a protobuf message, or a JSON-like dict (sent as a Struct)."""
@@ -84,6 +91,8 @@ class EngineClient:
         token: the bearer token sent on every call (the daemon's --token-file).
         allow_insecure: allow plaintext to a non-loopback address.
         timeout_s: the timeout of each unary call.
+        wait_for_ready: let unary calls wait (up to `timeout_s`) for an unreachable daemon to
+            come back instead of failing UNAVAILABLE at once.
         channel: an existing grpc.aio channel to use instead (the client does not close it).
 
     Raises:
@@ -98,6 +107,7 @@ class EngineClient:
         token: str | None = None,
         allow_insecure: bool = False,
         timeout_s: float = 30.0,
+        wait_for_ready: bool = False,
         channel: aio.Channel | None = None,
     ) -> None:
         plaintext = channel is None and security is None and not allow_insecure
@@ -112,6 +122,7 @@ class EngineClient:
             (("authorization", f"Bearer {token}"),) if token else ()
         )
         self._timeout_s = timeout_s
+        self._wait_for_ready = wait_for_ready
         self._owns_channel = channel is None
         self._channel = channel
         self._stub: engine_pb2_grpc.EngineServiceStub | None = None
@@ -124,13 +135,15 @@ class EngineClient:
         """The generated stub (the channel is created on first use, in the running loop)."""
         if self._stub is None:
             if self._channel is None:
-                options = self._security.channel_options() if self._security else []
+                options: list[tuple[str, Any]] = [*_CHANNEL_OPTIONS]
+                if self._security is not None:
+                    options.extend(self._security.channel_options())
                 self._channel = (
                     aio.secure_channel(
                         self.address, self._security.channel_credentials(), options=options
                     )
                     if self._security is not None
-                    else aio.insecure_channel(self.address)
+                    else aio.insecure_channel(self.address, options=options)
                 )
             self._stub = engine_pb2_grpc.EngineServiceStub(self._channel)
         return self._stub
@@ -166,7 +179,12 @@ class EngineClient:
 
     async def _unary(self, method: Callable[..., Any], request: pb_message.Message) -> Any:
         try:
-            return await method(request, metadata=self._metadata, timeout=self._timeout_s)
+            return await method(
+                request,
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+                wait_for_ready=self._wait_for_ready,
+            )
         except grpc.aio.AioRpcError as err:
             raise _raise(err) from None
 
