@@ -107,7 +107,7 @@ async def test_tls_and_mutual_tls(start_engine: StartEngine, pki: Pki) -> None:
 def test_plaintext_off_loopback_is_refused_before_binding() -> None:
     from asyncplugin.plugin import InsecureBindError
 
-    with pytest.raises(InsecureBindError, match="0.0.0.0"):
+    with pytest.raises(InsecureBindError, match=r"0\.0\.0\.0"):
         EngineServer(Engine(), host="0.0.0.0")
     with pytest.raises(ValueError, match="not a loopback address"):
         EngineClient("10.1.2.3:50050")
