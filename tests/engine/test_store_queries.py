@@ -1,0 +1,160 @@
+"""What the engine service asks of both stores: filters, newest-first pages with cursors, id
+prefixes, request ids, history after a revision, deletion; and SQLite's v1 -> v2 migration."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from asyncplugin.engine import (
+    AmbiguousTaskId,
+    MemoryStore,
+    SqliteStore,
+    TaskCursor,
+    TaskFilter,
+    TaskNotFound,
+    TaskOptions,
+    TaskStore,
+)
+from asyncplugin.engine.store.sqlite import _SCHEMA_V1, SCHEMA_VERSION
+from asyncplugin.protocol import TaskState
+from tests.engine.test_store import _check, _record
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
+    """Each test runs against both stores."""
+    made: TaskStore = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "t.db")
+    await made.open()
+    yield made
+    await made.close()
+
+
+async def _fill(store: TaskStore) -> list[str]:
+    """Ten tasks, two per creation time, on two targets, with labels and states."""
+    ids = []
+    for number in range(10):
+        task_id = f"{number % 3:x}{number:x}" + "0" * 30
+        options = TaskOptions(
+            labels=(("n", str(number)), ("parity", "even" if number % 2 == 0 else "odd")),
+            request_id=f"req-{number}",
+        )
+        record = _record(
+            task_id,
+            create_time=100.0 + number // 2,
+            target=f"127.0.0.1:{1 + number % 2}",
+            state=TaskState.RUNNING if number < 5 else TaskState.SUCCEEDED,
+            options=options,
+            revision=1,
+        )
+        await store.create(record)
+        ids.append(task_id)
+    return ids
+
+
+def _newest_first(store_ids: list[str]) -> list[str]:
+    """Ids made by `_fill` in the stores' order: creation time, then id, descending."""
+    return sorted(store_ids, key=lambda i: (100.0 + int(i[1], 16) // 2, i), reverse=True)
+
+
+async def test_pages_walk_every_task_newest_first_exactly_once(store: TaskStore) -> None:
+    ids = await _fill(store)
+    seen: list[str] = []
+    cursor: TaskCursor | None = None
+    while True:
+        page = await store.query(TaskFilter(), limit=3, after=cursor)
+        seen.extend(record.task_id for record in page)
+        if len(page) < 3:
+            break
+        cursor = TaskCursor.of(page[-1])
+    assert seen == _newest_first(ids)
+
+
+async def test_filters_combine(store: TaskStore) -> None:
+    ids = await _fill(store)
+    where = TaskFilter.of(
+        states=[TaskState.RUNNING], target="127.0.0.1:1", labels={"parity": "even"}
+    )
+    found = [r.task_id for r in await store.query(where, limit=100)]
+    assert found == _newest_first([ids[0], ids[2], ids[4]])
+    window = TaskFilter.of(created_after=101.0, created_before=103.0)
+    assert sorted(r.task_id for r in await store.query(window, limit=100)) == sorted(ids[2:6])
+    assert await store.query(TaskFilter.of(labels={"n": "nope"}), limit=10) == []
+
+
+async def test_prefixes_and_request_ids(store: TaskStore) -> None:
+    ids = await _fill(store)
+    assert await store.resolve(ids[1][:2]) == ids[1]
+    with pytest.raises(AmbiguousTaskId) as ambiguous:
+        await store.resolve("0")
+    assert ambiguous.value.candidates == tuple(sorted(i for i in ids if i.startswith("0")))
+    with pytest.raises(TaskNotFound):
+        await store.resolve("f")
+    found = await store.find_request("req-7")
+    assert found is not None
+    assert found.task_id == ids[7]
+    assert await store.find_request("req-x") is None
+
+
+async def test_history_after_a_revision_and_deletion(store: TaskStore) -> None:
+    ids = await _fill(store)
+    task_id = ids[0]
+    record = await store.get(task_id)
+    assert record is not None
+    for revision in (2, 3, 4):
+        changed = dataclasses.replace(record, revision=revision)
+        await store.record(changed, _check(task_id, revision - 1, revision=revision))
+    assert [c.check_number for c in await store.checks_after(task_id, 2)] == [2, 3]
+    assert len(await store.checks(task_id)) == 3
+    got = await store.get(task_id)
+    assert got is not None
+    assert got.revision == 4
+    assert await store.delete(task_id)
+    assert await store.get(task_id) is None
+    assert await store.checks(task_id) == []
+    assert not await store.delete(task_id)
+
+
+async def test_sqlite_refuses_a_second_task_with_the_same_request_id(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "t.db")
+    await store.open()
+    try:
+        options = TaskOptions(request_id="same")
+        await store.create(_record("a", options=options))
+        with pytest.raises(ValueError, match="request id 'same'"):
+            await store.create(_record("b", options=options))
+    finally:
+        await store.close()
+
+
+async def test_a_version_1_file_is_migrated_with_its_tasks(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA_V1)
+        db.execute(
+            "INSERT INTO tasks VALUES ('old1', '127.0.0.1:1', '/a.B/C', 2, x'00', 'k', '{}', "
+            "100, 101, 100.5, NULL, 110, NULL, 1, 0, NULL, NULL, NULL)"
+        )
+        db.execute(
+            "INSERT INTO checks (task_id, kind, check_number, started_time, finished_time, "
+            "outcome, grpc_code, message, interval_s, reason, next_check_time) VALUES "
+            "('old1', 'INITIATE', 0, 100, 100.5, 'RUNNING', '', '', 1.0, 'backoff', 101.5)"
+        )
+        db.execute("PRAGMA user_version = 1")
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        record = await store.get("old1")
+        assert record is not None
+        assert record.revision == 1
+        assert record.options.labels == ()
+        assert [c.revision for c in await store.checks_after("old1", 0)] == [1]
+        assert [r.task_id for r in await store.query(TaskFilter(), limit=5)] == ["old1"]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
