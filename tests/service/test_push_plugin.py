@@ -15,6 +15,7 @@ from asyncplugin.engine.v1 import engine_pb2
 from asyncplugin.plugin import AsyncPlugin, CompletionClient, PluginServer
 from asyncplugin.service import CompletionKey, CompletionTokens, EngineClient, EngineServer
 from asyncplugin.service.convert import seconds
+from asyncplugin.v1 import task_pb2
 
 Payload = dict[str, Any]
 
@@ -66,7 +67,7 @@ async def test_sdk_plugin_completes_its_tasks_before_the_next_check() -> None:
             await plugin.completions.close()
     assert plugin.status_checks == 0
     for task in done:
-        assert task.state == TaskState.SUCCEEDED
+        assert task.state == task_pb2.TASK_STATE_SUCCEEDED
         initiation, completed = task.checks
         assert initiation.kind == engine_pb2.CALL_KIND_INITIATE
         assert seconds(initiation.interval) == 30.0
