@@ -20,7 +20,7 @@ from asyncplugin.engine import (
     TaskOptions,
     TaskStore,
 )
-from asyncplugin.engine.store.sqlite import _SCHEMA_V1, SCHEMA_VERSION
+from asyncplugin.engine.store.sqlite_schema import _SCHEMA_V1, SCHEMA_VERSION
 from asyncplugin.protocol import TaskState
 from tests.engine.test_store import _check, _record
 
@@ -158,3 +158,23 @@ async def test_a_version_1_file_is_migrated_with_its_tasks(tmp_path: Path) -> No
         await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+def test_open_store_reads_paths_and_urls(tmp_path: Path) -> None:
+    from asyncplugin.engine import open_store
+
+    plain = open_store(str(tmp_path / "a.db"))
+    assert isinstance(plain, SqliteStore)
+    assert plain.path == tmp_path / "a.db"
+    url = open_store(f"sqlite:///{tmp_path}/b.db")
+    assert isinstance(url, SqliteStore)
+    assert url.path == tmp_path / "b.db"
+    assert isinstance(open_store("memory:"), MemoryStore)
+    with pytest.raises(ValueError, match="unknown kind 'postgresql'"):
+        open_store("postgresql://host/db")
+    with pytest.raises(ValueError, match="no task store at"):
+        open_store(str(tmp_path / "missing.db"), read_only=True)
+    (tmp_path / "a.db").touch()
+    reader = open_store(str(tmp_path / "a.db"), read_only=True)
+    assert isinstance(reader, SqliteStore)
+    assert reader.read_only

@@ -11,7 +11,7 @@ import pytest
 from asyncplugin.plugin.auth import RefusalLog
 from tests.security.conftest import StartServer, bearer
 
-_LOGGER = "asyncplugin.plugin.auth"
+_LOGGER = "asyncplugin.auth"
 
 
 class _Clock:

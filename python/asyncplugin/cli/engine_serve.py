@@ -39,11 +39,11 @@ from asyncplugin.engine import (
     open_store,
 )
 from asyncplugin.engine.store import DEFAULT_STORE
-from asyncplugin.plugin.auth import read_token_file
+from asyncplugin.protocol.security import read_token_file
 from asyncplugin.service import CompletionTokens, EngineServer, Limits, new_key_line, read_key_file
 from asyncplugin.service.tokens import DEFAULT_TOKEN_TTL_S
 
-from .common import add_policy_options, policy_from_args
+from .common import add_command, add_policy_options, policy_from_args
 from .errors import UsageError
 from .serve import security_options
 
@@ -53,17 +53,12 @@ DEFAULT_ENGINE_PORT = 50050
 
 def register(subparsers: Any) -> None:
     """Adds the `engine` subcommand with `serve` and `keygen`."""
-    parser = subparsers.add_parser(
-        "engine",
-        help="run the engine as a daemon (a gRPC service)",
-        description="The engine as a long-running service.",
+    parser = add_command(
+        subparsers, "engine", summary="run the engine as a daemon (a gRPC service)", doc=__doc__
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    serve = actions.add_parser(
-        "serve",
-        help="serve the engine over gRPC until SIGTERM",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    serve = add_command(
+        actions, "serve", summary="serve the engine over gRPC until SIGTERM", doc=__doc__
     )
     serve.add_argument(
         "--store",
@@ -200,7 +195,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(f"--store: {err}") from err
     completion = _completion(args)
-    server_security = security_options(args)
+    secure = security_options(args)
     engine = Engine(
         store=store,
         policy=policy_from_args(args),
@@ -218,7 +213,9 @@ def run_serve(args: argparse.Namespace) -> int:
             advertise_address=args.advertise_address,
             limits=Limits(max_payload_bytes=args.max_payload_bytes),
             max_message_bytes=args.max_payload_bytes + 1024 * 1024,
-            **server_security,
+            security=secure.security,
+            auth_tokens=secure.auth_tokens,
+            allow_insecure=secure.allow_insecure,
         )
     except ValueError as err:
         raise UsageError(str(err)) from err

@@ -18,6 +18,7 @@ from typing import Protocol
 from google.protobuf import struct_pb2
 
 from asyncplugin.protocol import ProtocolViolation, TaskState, task_violations
+from asyncplugin.protocol.rules import Rule
 from asyncplugin.protocol.validate import error_violations
 from asyncplugin.v1 import error_pb2, task_pb2
 
@@ -143,7 +144,7 @@ def updated(
     if check_after_s is not None:
         if not check_after_s >= 0:
             raise ProtocolViolation(
-                "NEGATIVE_CHECK_AFTER", "update.check_after is negative", field="check_after"
+                Rule.NEGATIVE_CHECK_AFTER, "update.check_after is negative", field="check_after"
             )
         interval_s = min(max(check_after_s, policy.min_interval_s), policy.max_interval_s)
         reason = f"plugin update: check after {check_after_s:g}s"

@@ -320,7 +320,7 @@ class Engine:
         self,
         target: str,
         *,
-        method: str = DEFAULT_METHOD,
+        method: str = GENERIC_METHOD,
         payload: Payload = b"",
         options: TaskOptions | None = None,
     ) -> tuple[TaskRecord, bool]:

@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from asyncplugin.protocol import limits
+from asyncplugin.protocol.server_security import format_address
 
 from .auth import BearerTokenInterceptor
 from .base import AsyncPlugin
@@ -37,11 +38,6 @@ logger = logging.getLogger("asyncplugin.plugin")
 
 DEFAULT_GRACE_S = 10.0
 """How long a stopping server lets in-flight calls finish before cancelling them."""
-
-
-def format_address(host: str, port: int) -> str:
-    """ "host:port", with an IPv6 host in brackets."""
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 class PluginServer:

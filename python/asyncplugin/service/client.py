@@ -29,9 +29,10 @@ import grpc
 from google.protobuf import message as pb_message
 from grpc import aio
 
-from asyncplugin.engine.credentials import ChannelSecurity, is_loopback_target
+from asyncplugin.engine.credentials import ChannelSecurity
 from asyncplugin.engine.v1 import engine_pb2, engine_pb2_grpc
 from asyncplugin.protocol import AsyncPluginError, PluginError, TaskState, encode_payload
+from asyncplugin.protocol.security import is_loopback_target
 from asyncplugin.protocol.structs import dict_to_struct
 from asyncplugin.v1 import error_pb2, task_pb2
 

@@ -18,9 +18,11 @@ from typing import Final
 
 import grpc
 
-from asyncplugin.engine import DEFAULT_METHOD, TaskCursor, TaskFilter
+from asyncplugin.engine import TaskCursor, TaskFilter
 from asyncplugin.engine.v1 import engine_pb2
 from asyncplugin.protocol import TaskState
+from asyncplugin.protocol.methods import GENERIC_METHOD
+from asyncplugin.protocol.methods import check_method as check_method_path
 
 from .convert import seconds
 from .errors import BadRequest
@@ -46,7 +48,6 @@ MAX_PAGE_SIZE: Final = 1000
 _SCHEMES: Final = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")
 _HOST_PORT: Final = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _IDENT: Final = r"[A-Za-z_][A-Za-z0-9_]*"
-_METHOD: Final = re.compile(rf"^/(?:{_IDENT}\.)*{_IDENT}/{_IDENT}$")
 _TYPE_NAME: Final = re.compile(rf"^(?:{_IDENT}\.)*{_IDENT}$")
 _LABEL_KEY: Final = re.compile(r"^[a-z][a-z0-9_.\-/]{0,62}$")
 _MAX_LABELS: Final = 64
@@ -82,13 +83,14 @@ def check_target(target: str) -> str:
 def check_method(method: str) -> str:
     """A full method path; "" is PluginService/Invoke, and the leading "/" may be left out."""
     if not method:
-        return DEFAULT_METHOD
+        return GENERIC_METHOD
     path = method if method.startswith("/") else "/" + method
-    if not _METHOD.match(path):
+    try:
+        return check_method_path(path)
+    except ValueError:
         raise BadRequest(
             "method", f"{method!r} is not a method path like '/package.Service/Method'"
-        )
-    return path
+        ) from None
 
 
 def check_payload(payload: bytes, limits: Limits) -> bytes:

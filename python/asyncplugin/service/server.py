@@ -1,10 +1,11 @@
 """The engine daemon's gRPC server: EngineService and google.longrunning.Operations over one
 Engine, with health, reflection, TLS, bearer tokens and a graceful stop.
 
-The security mechanisms are the plugin server's (`asyncplugin.plugin.auth`): the same bearer
-token interceptor (constant-time comparison, several tokens for rotation, never logged), the
-same TLS and mutual TLS settings, and the same rule that plaintext is served only on loopback
-unless `allow_insecure`. CompleteTask and UpdateTask need no bearer token: a plugin, or the
+The security mechanisms are the plugin server's, shared through `asyncplugin.protocol`
+(`server_auth`, `server_security`): the same bearer token interceptor (constant-time comparison,
+several tokens for rotation, never logged, refusals logged without flooding), the same
+`ServerSecurity` for TLS and mutual TLS, and the same rule that plaintext is served only on
+loopback unless `allow_insecure`. CompleteTask and UpdateTask need no bearer token: a plugin, or the
 webhook of the remote system it wraps, proves itself with the task's completion token instead.
 
 Start order: bind (so the real port is known and a taken port fails before anything else),
@@ -21,15 +22,19 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from asyncplugin.engine import Engine
 from asyncplugin.engine.v1 import engine_pb2, engine_pb2_grpc
-from asyncplugin.plugin.auth import AUTH_EXEMPT_PREFIXES, BearerTokenInterceptor, is_loopback_host
-from asyncplugin.plugin.server import BindError, InsecureBindError, format_address
+from asyncplugin.protocol.server_auth import AUTH_EXEMPT_PREFIXES, BearerTokenInterceptor
+from asyncplugin.protocol.server_security import (
+    BindError,
+    ServerSecurity,
+    check_bind,
+    format_address,
+)
 
 from .operations import OperationsServicer, add_to_server
 from .requests import Limits
@@ -56,8 +61,7 @@ class EngineServer:
         engine: the engine to serve; `start` starts it, `stop` stops it.
         host: the address to listen on ("127.0.0.1" keeps the daemon local).
         port: the port; 0 picks a free one (read it from `start()`).
-        tls_cert_chain, tls_private_key: PEM; serve TLS when given.
-        tls_client_ca: PEM CA that client certificates must chain to (mutual TLS).
+        security: TLS (and mutual TLS) settings (`ServerSecurity`); None serves plaintext.
         auth_tokens: bearer tokens accepted from clients (empty: no token needed).
         allow_insecure: allow plaintext on a non-loopback host.
         completion: completion tokens; with it, plugins get the engine's address and a token
@@ -74,9 +78,7 @@ class EngineServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        tls_cert_chain: bytes | None = None,
-        tls_private_key: bytes | None = None,
-        tls_client_ca: bytes | None = None,
+        security: ServerSecurity | None = None,
         auth_tokens: Iterable[str] = (),
         allow_insecure: bool = False,
         completion: CompletionTokens | None = None,
@@ -85,39 +87,27 @@ class EngineServer:
         max_message_bytes: int = 8 * 1024 * 1024,
         grpc_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        if (tls_cert_chain is None) != (tls_private_key is None):
-            raise ValueError("TLS needs both tls_cert_chain and tls_private_key")
-        if tls_client_ca is not None and tls_cert_chain is None:
-            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert_chain and tls_private_key")
-        if tls_cert_chain is None and not allow_insecure and not is_loopback_host(host):
-            raise InsecureBindError(
-                f"refusing to serve plaintext on {host!r}: it is not a loopback address; give "
-                "a TLS certificate and key, or allow_insecure=True (--insecure)"
-            )
+        check_bind(host, security=security, allow_insecure=allow_insecure)
         if completion is not None and advertise_address is None and host in _WILDCARDS:
             raise ValueError(
                 f"listening on {host or 'every address'}, the engine cannot tell plugins where "
                 "to reach it: give the advertised address (--advertise-address HOST:PORT)"
             )
         tokens = tuple(auth_tokens)
-        self._interceptors: list[aio.ServerInterceptor] = (
-            [
-                BearerTokenInterceptor(
-                    tokens, exempt_prefixes=(*AUTH_EXEMPT_PREFIXES, *_TOKEN_AUTHORIZED)
-                )
-            ]
+        self._auth = (
+            BearerTokenInterceptor(
+                tokens, exempt_prefixes=(*AUTH_EXEMPT_PREFIXES, *_TOKEN_AUTHORIZED)
+            )
             if tokens
-            else []
+            else None
+        )
+        self._interceptors: list[aio.ServerInterceptor] = (
+            [self._auth] if self._auth is not None else []
         )
         self.engine = engine
         self.host = host
         self.port = port
-        self._tls = (
-            (tls_private_key, tls_cert_chain)
-            if tls_cert_chain is not None and tls_private_key is not None
-            else None
-        )
-        self._client_ca = tls_client_ca
+        self._security = security
         self._completion = completion
         self._advertise = advertise_address
         self.servicer = EngineServicer(engine, tokens=completion, limits=limits)
@@ -139,9 +129,7 @@ class EngineServer:
     @property
     def security(self) -> str:
         """How calls are protected, for logs (never a secret)."""
-        parts = ["plaintext" if self._tls is None else "TLS"]
-        if self._client_ca is not None:
-            parts.append("client certificates required")
+        parts = [self._security.describe() if self._security is not None else "plaintext"]
         parts.append("bearer token" if self._interceptors else "no token")
         parts.append("push completion" if self._completion is not None else "no push completion")
         return ", ".join(parts)
@@ -183,15 +171,10 @@ class EngineServer:
     def _bind(self, server: aio.Server) -> int:
         address = self.address
         try:
-            if self._tls is None:
+            if self._security is None:
                 port = server.add_insecure_port(address)
             else:
-                credentials = grpc.ssl_server_credentials(
-                    [self._tls],
-                    root_certificates=self._client_ca,
-                    require_client_auth=self._client_ca is not None,
-                )
-                port = server.add_secure_port(address, credentials)
+                port = server.add_secure_port(address, self._security.server_credentials())
         except RuntimeError as err:
             raise BindError(f"cannot listen on {address}: {err}") from err
         if port == 0:
@@ -209,6 +192,8 @@ class EngineServer:
         try:
             await server.stop(grace_s)
         finally:
+            if self._auth is not None:
+                self._auth.refusals.flush()
             await self.engine.stop()
 
     async def wait_for_termination(self) -> None:

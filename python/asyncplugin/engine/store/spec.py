@@ -54,8 +54,8 @@ def store_path(spec: str) -> Path | None:
 def open_store(spec: str, *, read_only: bool = False) -> TaskStore:
     """The store named by `spec` (a path, `sqlite:///PATH` or `memory:`), not yet opened.
 
-    With `read_only`, the store must already exist (a reader never creates one) and is not
-    claimed by its reader.
+    With `read_only`, the store is opened for reading only, as `asyncplugin tasks` does: it
+    must already exist, and nothing is created, migrated or written (`SqliteStore(read_only=)`).
 
     Raises:
         ValueError: a malformed or unknown spec, or (read-only) no store at that path.
@@ -67,4 +67,4 @@ def open_store(spec: str, *, read_only: bool = False) -> TaskStore:
         return MemoryStore()
     if read_only and not path.exists():
         raise ValueError(f"no task store at {path}")
-    return SqliteStore(path)
+    return SqliteStore(path, read_only=read_only)
