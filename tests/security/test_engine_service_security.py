@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from asyncplugin.engine import ChannelSecurity, Engine, FakeClock
-from asyncplugin.plugin import CompletionClient
+from asyncplugin.plugin import CompletionClient, ServerSecurity
 from asyncplugin.service import (
     CompletionKey,
     CompletionTokens,
@@ -82,9 +82,11 @@ async def test_clients_without_the_bearer_token_are_unauthenticated(
 
 async def test_tls_and_mutual_tls(start_engine: StartEngine, pki: Pki) -> None:
     server = await start_engine(
-        tls_cert_chain=pki.server.cert_pem,
-        tls_private_key=pki.server.key_pem,
-        tls_client_ca=pki.ca.cert_pem,
+        security=ServerSecurity(
+            cert_chain=pki.server.cert_pem,
+            private_key=pki.server.key_pem,
+            client_ca=pki.ca.cert_pem,
+        ),
     )
     trusted = ChannelSecurity.from_files(
         ca_file=pki.ca.cert, client_cert=pki.client.cert, client_key=pki.client.key

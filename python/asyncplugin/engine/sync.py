@@ -25,6 +25,7 @@ from asyncplugin.protocol import TaskState
 from asyncplugin.protocol.methods import GENERIC_METHOD
 
 from .clock import Clock
+from .completion import CompletionIssuer
 from .engine import Engine, Payload
 from .notify import ChangeHook
 from .policy import PollingPolicy, TransportRetryPolicy
@@ -59,6 +60,7 @@ class SyncEngine:
         on_change: ChangeHook | None = None,
         shutdown_grace_s: float = 5.0,
         telemetry: EngineTelemetry | None = None,
+        completion: CompletionIssuer | None = None,
     ) -> None:
         def make_engine() -> Engine:
             return Engine(
@@ -73,6 +75,7 @@ class SyncEngine:
                 on_change=on_change,
                 shutdown_grace_s=shutdown_grace_s,
                 telemetry=telemetry,
+                completion=completion,
             )
 
         self._make_engine = make_engine
