@@ -1,4 +1,8 @@
-"""Both task stores keep every field of every record and check, atomically; SQLite is versioned."""
+"""Every task store keeps every field of every record and check, atomically; SQLite is versioned.
+
+The PostgreSQL store runs the same contract tests (on a real server: see tests/conftest.py);
+its own behaviour (leases, fencing, migrations, faults) is in tests/engine/test_postgres_*.py.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from asyncplugin.engine import (
     TaskStore,
     TransportRetryPolicy,
 )
+from asyncplugin.engine.store import open_store
 from asyncplugin.engine.store.sqlite import SCHEMA_VERSION
 from asyncplugin.protocol import TaskState
 from tests.engine.conftest import MakeEngine, Serve
@@ -73,10 +78,16 @@ def _check(task_id: str = "t1", number: int = 1, **changes: object) -> CheckReco
     return dataclasses.replace(check, **changes)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
-    """Each contract test runs against both stores."""
-    made: TaskStore = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "t.db")
+    """Each contract test runs against every store."""
+    made: TaskStore
+    if request.param == "memory":
+        made = MemoryStore()
+    elif request.param == "sqlite":
+        made = SqliteStore(tmp_path / "t.db")
+    else:
+        made = open_store(request.getfixturevalue("pg_database"))
     await made.open()
     yield made
     await made.close()

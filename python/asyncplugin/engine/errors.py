@@ -43,6 +43,7 @@ __all__ = [
     "EngineCode",
     "EngineError",
     "RequestIdConflict",
+    "LeaseLost",
     "StoreError",
     "TaskNotFound",
     "TaskStateError",
@@ -177,6 +178,22 @@ class StoreError(EngineError):
     """The task store cannot be used (for example a schema written by a newer version)."""
 
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class LeaseLost(EngineError):
+    """A worker's write about a task was refused: another worker holds the task's lease now.
+
+    Raised by a shared store (several engine workers on one database) when the lease token a
+    write carries is no longer the task's: this worker paused or lost its connection past the
+    lease's expiry and another worker took the task over. Nothing was written; the task's record
+    is the new holder's. The engine drops the task and goes on with its others.
+    """
+
+    grpc_code = grpc.StatusCode.ABORTED
+
+    def __init__(self, task_id: str, message: str) -> None:
+        super().__init__(f"task {task_id}: {message}")
+        self.task_id = task_id
 
 
 def engine_error(

@@ -3,6 +3,15 @@
 The engine writes a task's new record and the check-history entries that explain it in ONE
 `record` call, and only then schedules the next call: whatever is recorded is what a restarted
 engine resumes from. Implementations must make each `record` call atomic.
+
+Two kinds of store, told apart by the engine with `isinstance(store, SharedStore)`:
+
+- a private store (MemoryStore, SqliteStore) belongs to ONE engine at a time (`claim`); the
+  engine loads every unfinished task at start and schedules them all in its own heap;
+- a shared store (PostgresStore) is used by several engine workers at once. Nothing is loaded at
+  start: each worker leases the tasks that fall due within a short horizon (`lease_due`), runs
+  them, and every write it makes about a task is fenced by the lease's token, so a worker that
+  lost its lease (paused, partitioned) cannot overwrite what the next holder recorded.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from asyncplugin.protocol import TaskState
 
@@ -17,7 +27,7 @@ from ..errors import AmbiguousTaskId, TaskNotFound
 from ..records import CheckRecord, TaskRecord
 from .query import TaskCursor, TaskFilter, after_cursor, order_key
 
-__all__ = ["TaskStore"]
+__all__ = ["Lease", "LeaseTerms", "SharedStore", "TaskStore"]
 
 
 class TaskStore(abc.ABC):
@@ -124,3 +134,110 @@ class TaskStore(abc.ABC):
         """Removes a task and its history; True if it was there. Engines delete only finished
         tasks (the caller checks)."""
         raise NotImplementedError(f"{type(self).__name__} cannot delete tasks")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseTerms:
+    """How a worker on a shared store leases its tasks.
+
+    Attributes:
+        lease_s: how long a lease lasts past the task's due time. It must outlast the longest
+            call a worker makes under it (the policy's `check_timeout_s`, twice when giving up
+            sends a cancel request, plus a margin); before each call the engine extends a
+            lease that would not (`SharedStore.ensure_lease`), under the same fence.
+        horizon_s: tasks due within this time from now are leased and timed in the worker's
+            own heap; tasks due later stay in the database.
+        poll_interval_s: how often an idle worker looks for due work when no hint comes
+            (a NOTIFY wakes it at once); at most `horizon_s`, so no due task waits for a poll.
+        batch: the most tasks one lease statement takes.
+    """
+
+    lease_s: float = 30.0
+    horizon_s: float = 2.0
+    poll_interval_s: float = 1.0
+    batch: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.lease_s > 0:
+            raise ValueError(f"LeaseTerms.lease_s must be > 0, got {self.lease_s}")
+        if not self.poll_interval_s > 0:
+            raise ValueError(f"LeaseTerms.poll_interval_s must be > 0, got {self.poll_interval_s}")
+        if not self.horizon_s >= self.poll_interval_s:
+            raise ValueError(
+                f"LeaseTerms.horizon_s ({self.horizon_s}) must be >= poll_interval_s "
+                f"({self.poll_interval_s}), or tasks would fall due between two polls"
+            )
+        if self.batch < 1:
+            raise ValueError(f"LeaseTerms.batch must be >= 1, got {self.batch}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    """A task leased to this worker by `SharedStore.lease_due`.
+
+    Attributes:
+        record: the task's record as stored.
+        due_in_s: how long from now its next call is due, measured on the database's clock
+            (0 when it is already due); the worker times it with its own clock from here.
+        cancel_requested: a worker was asked to cancel the task; run the cancel, not a check.
+    """
+
+    record: TaskRecord
+    due_in_s: float
+    cancel_requested: bool = False
+
+
+class SharedStore(TaskStore):
+    """A store several engine workers use at once, each leasing the tasks it runs.
+
+    The contract, for any implementation:
+      - `lease_due` gives a task to one worker at a time: a task whose lease has not expired is
+        never given to another worker; every lease gets a token greater than the task's last;
+      - `record` (and `create` for a new task) writes only while the caller's token is still
+        the task's token; otherwise it raises LeaseLost and writes nothing. A record write of
+        an unfinished task keeps the lease if its next call is due within the horizon, and gives
+        it back otherwise (`holds` tells which); a finished task's lease ends with its write;
+      - due times are decided on the store's clock, never a worker's;
+      - `create` and `request_cancel` wake idle workers (`wait_for_work`) with a hint.
+    """
+
+    @property
+    @abc.abstractmethod
+    def terms(self) -> LeaseTerms:
+        """This worker's lease terms."""
+
+    @abc.abstractmethod
+    async def lease_due(self, *, limit: int) -> builtins.list[Lease]:
+        """Leases up to `limit` unfinished tasks due within the horizon and not leased by any
+        live worker, earliest first."""
+
+    @abc.abstractmethod
+    def holds(self, task_id: str) -> bool:
+        """True while this worker holds the task's lease (as far as it knows)."""
+
+    @abc.abstractmethod
+    async def ensure_lease(self, task_id: str, *, need_s: float) -> None:
+        """Makes the lease last at least `need_s` more seconds, extending it under the fence
+        when it would not (one round trip; none while enough is left).
+
+        Raises:
+            LeaseLost: another worker holds the task now.
+        """
+
+    @abc.abstractmethod
+    async def release(self, task_ids: Collection[str]) -> None:
+        """Gives leases back (fenced), so other workers may run the tasks at once."""
+
+    @abc.abstractmethod
+    async def request_cancel(self, task_id: str) -> bool:
+        """Asks whichever worker holds the task (or leases it next) to cancel it, and makes it
+        due now; False if the task is not unfinished."""
+
+    @abc.abstractmethod
+    async def cancel_requests(self) -> builtins.list[str]:
+        """Tasks this worker holds whose cancel was requested."""
+
+    @abc.abstractmethod
+    async def wait_for_work(self, timeout_s: float) -> bool:
+        """Waits until a hint says work was added or a cancel requested, at most `timeout_s`;
+        True if a hint came."""

@@ -1,4 +1,4 @@
-"""The SQLite task store's schema, its migrations, and the conversions between rows and records.
+"""The SQLite task store's schema and its migrations (row <-> record conversions: `rows.py`).
 
 Schema (version 2):
     tasks(task_id PK, target, method, state INT, payload BLOB, idempotency_key, options JSON,
@@ -18,15 +18,12 @@ and `migrate` applies them in order, each in its own transaction.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Final
-
-from asyncplugin.protocol import TaskState
+from typing import Final
 
 from ..errors import StoreError
-from ..records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord
+from .rows import check_from_row, check_row, task_from_row, task_row
 
 __all__ = [
     "CHECK_COLUMNS",
@@ -131,92 +128,3 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
 
 def marks(count: int) -> str:
     return ", ".join("?" * count)
-
-
-def task_row(r: TaskRecord) -> tuple[Any, ...]:
-    return (
-        r.task_id,
-        r.target,
-        r.method,
-        int(r.state),
-        r.payload,
-        r.idempotency_key,
-        r.options.to_json(),
-        r.create_time,
-        r.update_time,
-        r.start_time,
-        r.end_time,
-        r.next_check_time,
-        r.deadline,
-        r.check_count,
-        r.retries,
-        r.status,
-        r.result,
-        r.error,
-        json.dumps(dict(r.options.labels), sort_keys=True),
-        r.options.request_id,
-        r.revision,
-    )
-
-
-def task_from_row(row: tuple[Any, ...]) -> TaskRecord:
-    (task_id, target, method, state, payload, key, options, create_time, update_time,
-     start_time, end_time, next_check_time, deadline, check_count, retries, status, result,
-     error, _labels, _request_id, revision) = row  # fmt: skip
-    return TaskRecord(
-        task_id=task_id,
-        target=target,
-        method=method,
-        state=TaskState(state),
-        payload=bytes(payload),
-        idempotency_key=key,
-        options=TaskOptions.from_json(options),
-        create_time=create_time,
-        update_time=update_time,
-        start_time=start_time,
-        end_time=end_time,
-        next_check_time=next_check_time,
-        deadline=deadline,
-        check_count=check_count,
-        retries=retries,
-        status=bytes(status) if status is not None else None,
-        result=bytes(result) if result is not None else None,
-        error=bytes(error) if error is not None else None,
-        revision=revision,
-    )
-
-
-def check_row(c: CheckRecord) -> tuple[Any, ...]:
-    return (
-        c.task_id,
-        str(c.kind),
-        c.check_number,
-        c.started_time,
-        c.finished_time,
-        str(c.outcome),
-        c.grpc_code,
-        c.message,
-        c.interval_s,
-        c.reason,
-        c.next_check_time,
-        c.revision,
-    )
-
-
-def check_from_row(row: tuple[Any, ...]) -> CheckRecord:
-    (task_id, kind, number, started, finished, outcome, code, message, interval_s, reason,
-     next_check_time, revision) = row  # fmt: skip
-    return CheckRecord(
-        task_id=task_id,
-        kind=CallKind(kind),
-        check_number=number,
-        started_time=started,
-        finished_time=finished,
-        outcome=CheckOutcome(outcome),
-        grpc_code=code,
-        message=message,
-        interval_s=interval_s,
-        reason=reason,
-        next_check_time=next_check_time,
-        revision=revision,
-    )

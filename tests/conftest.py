@@ -1,0 +1,52 @@
+"""Fixtures shared by every suite: a real PostgreSQL for the PostgreSQL store's tests.
+
+`pg_url` starts ONE throwaway server for the whole test run (on first use only, so runs that
+need no PostgreSQL start none), from the machine's binaries, installing Debian's package when
+they are missing and the run is root (see tests/pg_server.py); `DATABASE_URL` points the tests
+at an existing server instead (its user must be allowed to create databases). The tests never
+skip because PostgreSQL is missing: the fixture fails, saying how to fix it.
+
+`pg_database` gives each test a fresh, empty database of its own on that server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pg_server import PgServer, PgServerError
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The URL of a PostgreSQL server's maintenance database, for the whole run."""
+    existing = os.environ.get("DATABASE_URL")
+    if existing:
+        yield existing
+        return
+    try:
+        server = PgServer.start()
+    except PgServerError as err:
+        pytest.fail(f"the PostgreSQL store's tests need a PostgreSQL server: {err}", pytrace=False)
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_database(pg_url: str) -> Iterator[str]:
+    """The URL of a fresh, empty database (dropped after the test)."""
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:16]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0'.encode())
+    base, _, _ = pg_url.partition("?")[0].rpartition("/")
+    query = pg_url.partition("?")[2]
+    yield f"{base}/{name}" + (f"?{query}" if query else "")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
