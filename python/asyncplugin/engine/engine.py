@@ -55,13 +55,14 @@ from .completion import (
     updated,
     validate_completion,
 )
-from .errors import EngineClosed, StoreError, TaskNotFound
+from .errors import EngineClosed, LeaseLost, StoreError, TaskNotFound
+from .leasing import Leasing
 from .notify import ChangeHook, Notifier
 from .policy import PollingPolicy, TransportRetryPolicy
 from .records import CheckRecord, TaskOptions, TaskRecord, TaskUpdate
 from .scheduler import Scheduler
 from .steps import Driver
-from .store.base import TaskStore
+from .store.base import SharedStore, TaskStore
 from .store.memory import MemoryStore
 from .telemetry import EngineLoad, EngineTelemetry, StoreWriter
 from .transport import GrpcTransport, Transport
@@ -150,6 +151,7 @@ class Engine:
         self._locks: dict[str, asyncio.Lock] = {}
         self._scheduler: Scheduler | None = None
         self._driver: Driver | None = None
+        self._leasing: Leasing | None = None
         self._store_failure: StoreError | None = None
         self._telemetry = telemetry
         self._writes: StoreWriter = self.store
@@ -183,6 +185,8 @@ class Engine:
             scheduler = await self._resume()
             self._scheduler = scheduler
             scheduler.start()
+            if self._leasing is not None:
+                self._leasing.start()
         except BaseException:
             await self._abandon_start()
             raise
@@ -212,6 +216,10 @@ class Engine:
             telemetry.bind(
                 lookup=self._active.get, clock=self.clock, load=lambda: self._load(scheduler)
             )
+        leasing = None
+        if isinstance(self.store, SharedStore):
+            # Several workers share the store: lease near work instead of loading it all.
+            leasing = Leasing(self, self.store, max_held=max(2 * self._max_concurrent, 64))
         self._driver = Driver(
             clock=self.clock,
             transport=transport,
@@ -220,25 +228,31 @@ class Engine:
             retry_policy=self.retry_policy,
             engine_name=ENGINE_NAME,
             commit=self._commit,
-            schedule=scheduler.schedule,
+            schedule=leasing.held_only(scheduler.schedule) if leasing else scheduler.schedule,
             completion=self._completion,
+            before_call=leasing.before_call if leasing else None,
         )
-        now = self.clock.now()
-        resumed = await self.store.unfinished()
-        for record in resumed:
-            self._active[record.task_id] = record
-            # Overdue checks (the engine was down) fire at once, in due order.
-            scheduler.schedule(record.task_id, record.next_check_time or now)
-        if resumed:
-            _log.info("resuming %d unfinished tasks from the store", len(resumed))
+        if leasing is None:
+            now = self.clock.now()
+            resumed = await self.store.unfinished()
+            for record in resumed:
+                self._active[record.task_id] = record
+                # Overdue checks (the engine was down) fire at once, in due order.
+                scheduler.schedule(record.task_id, record.next_check_time or now)
+            if resumed:
+                _log.info("resuming %d unfinished tasks from the store", len(resumed))
+        self._leasing = leasing
         return scheduler
 
     async def _abandon_start(self) -> None:
         """Undoes a failed `start`: forgets what it loaded, closes what it opened."""
         scheduler, self._scheduler = self._scheduler, None
+        leasing, self._leasing = self._leasing, None
         self._driver = None
         self._active.clear()
         try:
+            if leasing is not None:
+                await leasing.stop()
             if scheduler is not None:
                 await scheduler.stop()
             if self._transport is not None and self._owns_transport:
@@ -256,6 +270,9 @@ class Engine:
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is None:
             return
+        leasing, self._leasing = self._leasing, None
+        if leasing is not None:
+            await leasing.stop()
         await scheduler.stop(grace_s=self._grace_s)
         self._notifier.close()
         if self._telemetry is not None:
@@ -371,8 +388,10 @@ class Engine:
             except StoreError as err:
                 self._store_failed(err)
                 raise
-        self._active[task_id] = record
-        scheduler.schedule(task_id, now)
+        if self._leasing is None:
+            self._active[task_id] = record
+            scheduler.schedule(task_id, now)
+        # else: a worker (this one, most often) leases it once the store's hint wakes it.
         self._notifier.publish(TaskUpdate(record=record))
         return record
 
@@ -426,6 +445,8 @@ class Engine:
             return record
         self._require_running()
         self._require_store()
+        if self._leasing is not None:
+            return await self._leasing.wait(record, timeout_s)
         self._require_owned(record)
         return await self._notifier.wait(record, self.clock, timeout_s)
 
@@ -448,6 +469,8 @@ class Engine:
             return record
         scheduler = self._require_running()
         self._require_store()
+        if self._leasing is not None and task_id not in self._active:
+            return await self._leasing.cancel(task_id)  # another worker holds it
         self._require_owned(record)
         async with self._locked(task_id):
             with self.clock.busy():
@@ -455,9 +478,17 @@ class Engine:
                 if current is None:
                     return await self.get(task_id)
                 assert self._driver is not None
-                scheduler.unschedule(task_id)
-                await self._driver.cancel(current)
-                return await self.get(task_id)
+                try:
+                    with self._pinned(task_id):
+                        scheduler.unschedule(task_id)
+                        await self._driver.cancel(current)
+                        return await self.get(task_id)
+                except LeaseLost:
+                    if self._leasing is None:
+                        raise
+                    self._leasing.lost(task_id)
+        # This worker's lease ended meanwhile: ask the task's new holder instead.
+        return await self.cancel(task_id)
 
     async def complete(
         self,
@@ -485,9 +516,11 @@ class Engine:
             return self._ended(record, data, error), True
         scheduler = self._require_running()
         self._require_store()
+        if not await self._hold(task_id):
+            return self._ended(await self.get(task_id), data, error), True  # it ended meanwhile
         self._require_owned(record)
         async with self._locked(task_id):
-            with self.clock.busy():
+            with self.clock.busy(), self._pinned(task_id):
                 current = self._active.get(task_id)
                 if current is None:
                     return self._ended(await self.get(task_id), data, error), True
@@ -495,6 +528,14 @@ class Engine:
                 done, entry = completed(current, data, error, self.clock.now())
                 await self._commit(done, entry)
                 return await self.get(task_id), False
+
+    async def _hold(self, task_id: str) -> bool:
+        """On a shared store, makes this worker the task's holder before it records what the
+        plugin reported (the previous holder's writes are fenced off from then on); False if
+        the task has ended meanwhile. True at once on a private store."""
+        if self._leasing is None or task_id in self._active:
+            return True
+        return await self._leasing.take_over(task_id)
 
     def _ended(
         self, record: TaskRecord, data: bytes | None, error: error_pb2.Error | None
@@ -533,9 +574,14 @@ class Engine:
             )
         scheduler = self._require_running()
         self._require_store()
+        if not await self._hold(task_id):
+            current = await self.get(task_id)
+            raise errors.TaskStateError(
+                task_id, current.state.name, "only a RUNNING task can be updated"
+            )
         self._require_owned(record)
         async with self._locked(task_id):
-            with self.clock.busy():
+            with self.clock.busy(), self._pinned(task_id):
                 current = self._active.get(task_id) or await self.get(task_id)
                 assert self._driver is not None
                 changed, entry = updated(
@@ -610,6 +656,10 @@ class Engine:
         Raises:
             TaskNotFound: no task has this id.
         """
+        if self._leasing is not None and task_id is not None:
+            async for update in self._leasing.follow(task_id):
+                yield update
+            return
         queue = self._notifier.subscribe(task_id)
         try:
             first = await self.get(task_id) if task_id is not None else None
@@ -673,6 +723,12 @@ class Engine:
         record = self._active.get(task_id)
         return record.target if record is not None else ""
 
+    def _pinned(self, task_id: str) -> contextlib.AbstractContextManager[None]:
+        """On a shared store, binds the block's writes to the lease held now."""
+        if self._leasing is None:
+            return contextlib.nullcontext()
+        return self._leasing.pin(task_id)
+
     @contextlib.asynccontextmanager
     async def _locked(self, task_id: str) -> AsyncIterator[None]:
         """Holds the task's lock (one call in flight per task); forgets it once it is done."""
@@ -694,11 +750,16 @@ class Engine:
                 return
             with self.clock.busy():
                 try:
-                    await self._driver.step(record)
+                    with self._pinned(task_id):
+                        await self._driver.step(record)
                 except asyncio.CancelledError:
                     raise
                 except StoreError:
                     return  # the engine has stopped its work (see _store_failed)
+                except LeaseLost:
+                    assert self._leasing is not None
+                    self._leasing.lost(task_id)  # another worker runs the task now
+                    return
                 except Exception as err:
                     # A bug while handling one task fails that task only (logged).
                     _log.exception("task %s: engine error", task_id)
@@ -718,12 +779,20 @@ class Engine:
             record = dataclasses.replace(record, revision=revision)
             checks = tuple(dataclasses.replace(check, revision=revision) for check in checks)
             await self._writes.record(record, *checks)
+            if self._leasing is not None:
+                self._leasing.after_write(record)
         except StoreError as err:
             self._store_failed(err)
             raise
+        except LeaseLost as err:
+            if self._leasing is not None:
+                self._leasing.lost(err.task_id)
+            raise
         if record.is_terminal:
             self._active.pop(record.task_id, None)
-        else:
+            if self._leasing is not None:
+                self._leasing.freed()
+        elif self._leasing is None or record.task_id in self._active:
             self._active[record.task_id] = record
         self._notifier.publish(TaskUpdate(record=record, checks=checks))
 

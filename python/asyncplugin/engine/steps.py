@@ -86,6 +86,7 @@ class Driver:
         commit: Commit,
         schedule: Callable[[str, float], None],
         completion: CompletionIssuer | None = None,
+        before_call: Callable[[TaskRecord], Awaitable[None]] | None = None,
     ) -> None:
         self._clock = clock
         self._transport = transport
@@ -96,6 +97,7 @@ class Driver:
         self._commit = commit
         self._schedule = schedule
         self._completion = completion
+        self._before_call = before_call
 
     def policy_for(self, record: TaskRecord) -> PollingPolicy:
         """The task's polling policy: its own, or the engine's."""
@@ -237,6 +239,8 @@ class Driver:
             code, message = err.code_name, f"{err.error.message}: {err.error.internal_message}"
         except ProtocolViolation as violation:
             outcome, message = CheckOutcome.PROTOCOL_VIOLATION, str(violation)
+        except errors.LeaseLost:
+            raise  # another worker runs the task now: this step is over
         except Exception as err:  # best effort: never let the cancel request fail the caller
             _log.exception("task %s: cancel request failed", record.task_id)
             message = f"{type(err).__name__}: {err}"
@@ -258,6 +262,8 @@ class Driver:
             _log.exception("task %s: could not record the engine error", record.task_id)
 
     async def _call(self, record: TaskRecord, kind: CallKind, number: int) -> bytes:
+        if self._before_call is not None:
+            await self._before_call(record)  # a shared store: the lease must outlast the call
         policy = self.policy_for(record)
         address, token = "", ""
         if self._completion is not None:

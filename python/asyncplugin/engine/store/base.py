@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import contextlib
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -193,10 +194,12 @@ class SharedStore(TaskStore):
     The contract, for any implementation:
       - `lease_due` gives a task to one worker at a time: a task whose lease has not expired is
         never given to another worker; every lease gets a token greater than the task's last;
-      - `record` (and `create` for a new task) writes only while the caller's token is still
-        the task's token; otherwise it raises LeaseLost and writes nothing. A record write of
-        an unfinished task keeps the lease if its next call is due within the horizon, and gives
+      - `record` writes only while the caller's token (the pinned one, see `pin`, else the one
+        it holds) is still the task's token; otherwise it raises LeaseLost and writes nothing.
+        A task nobody holds is written only while no live lease exists. A record write of an
+        unfinished task keeps the lease if its next call is due within the horizon and gives
         it back otherwise (`holds` tells which); a finished task's lease ends with its write;
+      - `create` adds a task that nobody holds, due as recorded;
       - due times are decided on the store's clock, never a worker's;
       - `create` and `request_cancel` wake idle workers (`wait_for_work`) with a hint.
     """
@@ -214,6 +217,16 @@ class SharedStore(TaskStore):
     @abc.abstractmethod
     def holds(self, task_id: str) -> bool:
         """True while this worker holds the task's lease (as far as it knows)."""
+
+    @abc.abstractmethod
+    def pin(self, task_id: str) -> contextlib.AbstractContextManager[None]:
+        """Binds the writes about the task made inside the block (in this asyncio task) to the
+        lease this worker holds now, so a step that outlived its lease cannot write under a
+        newer lease this same worker took later.
+
+        Raises:
+            LeaseLost: this worker does not hold the task's lease.
+        """
 
     @abc.abstractmethod
     async def ensure_lease(self, task_id: str, *, need_s: float) -> None:

@@ -31,13 +31,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import logging
 import os
 import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -61,6 +62,9 @@ _log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+_PINNED: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
+    "asyncplugin_pinned_lease", default=None
+)
 
 
 def describe_url(url: str) -> str:
@@ -337,8 +341,7 @@ class PostgresStore(SharedStore):
                 return
             checks = tuple(c for c in checks if c.task_id == record.task_id)
         task_id = record.task_id if record is not None else checks[0].task_id
-        held = self._held.get(task_id)
-        write = self._new_write(record, checks, token=held.token if held else None)
+        write = self._new_write(record, checks, token=self._token(task_id))
         await self._writes.submit(write)
 
     def _new_write(
@@ -421,11 +424,32 @@ class PostgresStore(SharedStore):
         leases.sort(key=lambda lease: lease.due_in_s)
         return leases
 
-    async def ensure_lease(self, task_id: str, *, need_s: float) -> None:
-        """Extends the lease (fenced) unless `need_s` more seconds are surely left."""
+    @contextlib.contextmanager
+    def pin(self, task_id: str) -> Iterator[None]:
+        """Binds this asyncio task's writes about `task_id` to the lease held now."""
         held = self._held.get(task_id)
         if held is None:
             raise LeaseLost(task_id, "this worker does not hold the task's lease")
+        reset = _PINNED.set((task_id, held.token))
+        try:
+            yield
+        finally:
+            _PINNED.reset(reset)
+
+    def _token(self, task_id: str) -> int | None:
+        """The token a write about the task carries: the pinned one, else the one held."""
+        pinned = _PINNED.get()
+        if pinned is not None and pinned[0] == task_id:
+            return pinned[1]
+        held = self._held.get(task_id)
+        return held.token if held is not None else None
+
+    async def ensure_lease(self, task_id: str, *, need_s: float) -> None:
+        """Extends the lease (fenced) unless `need_s` more seconds are surely left."""
+        held = self._held.get(task_id)
+        token = self._token(task_id)
+        if held is None or held.token != token:
+            raise LeaseLost(task_id, f"this worker no longer holds lease {token} of the task")
         sent = time.monotonic()
         if held.expires - sent >= need_s:
             return
