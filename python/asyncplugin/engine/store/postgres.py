@@ -493,12 +493,14 @@ class PostgresStore(SharedStore):
         """Waits for a NOTIFY hint (new work, a cancel request) for at most `timeout_s`."""
         try:
             listener = await self._listen()
+            hinted = False
             async for _ in listener.notifies(timeout=timeout_s, stop_after=1):
-                # Drain hints that came together: one wake-up is enough for all of them.
+                hinted = True
+            if hinted:
+                # Drain the hints that came meanwhile: one wake-up serves them all.
                 async for _ in listener.notifies(timeout=0.0):
                     pass
-                return True
-            return False
+            return hinted
         except (psycopg.Error, OSError) as err:
             # The hint is an optimisation: on a broken connection, fall back to polling and
             # reconnect on the next wait.
