@@ -6,7 +6,7 @@ they are missing and the run is root (see tests/pg_server.py); `DATABASE_URL` po
 at an existing server instead (its user must be allowed to create databases). The tests never
 skip because PostgreSQL is missing: the fixture fails, saying how to fix it.
 
-`pg_database` gives each test a fresh, empty database of its own on that server.
+`pg_database` gives each test a fresh, empty namespace (schema) of its own on that server.
 """
 
 from __future__ import annotations
@@ -39,14 +39,17 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture
 def pg_database(pg_url: str) -> Iterator[str]:
-    """The URL of a fresh, empty database (dropped after the test)."""
+    """The URL of a fresh, empty namespace on the run's server (dropped after the test).
+
+    A schema of its own, made the connection's search_path through the URL, rather than a
+    database: creating a database costs ~0.5 s (it copies and checkpoints), a schema ~10 ms.
+    """
     import psycopg
 
     name = "t_" + uuid.uuid4().hex[:16]
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0'.encode())
-    base, _, _ = pg_url.partition("?")[0].rpartition("/")
-    query = pg_url.partition("?")[2]
-    yield f"{base}/{name}" + (f"?{query}" if query else "")
+        conn.execute(f'CREATE SCHEMA "{name}"'.encode())
+    joiner = "&" if "?" in pg_url else "?"
+    yield f"{pg_url}{joiner}options=-csearch_path%3D{name}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'.encode())
