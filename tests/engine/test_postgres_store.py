@@ -77,7 +77,8 @@ async def test_each_due_task_is_leased_to_one_worker(workers: Workers) -> None:
     assert not ids_a & ids_b
     assert len(ids_a | ids_b) == 150
     assert all(0 <= lease.due_in_s < 0.5 for lease in got_a + got_b)
-    assert await a.lease_due(limit=10) == [] and await b.lease_due(limit=10) == []
+    assert await a.lease_due(limit=10) == []
+    assert await b.lease_due(limit=10) == []
     tokens = {row[0] for row in _sql(a.url, "SELECT DISTINCT lease_token FROM tasks")}
     assert tokens == {1}
 
@@ -99,10 +100,12 @@ async def test_late_write_is_refused_by_the_fence_and_logged(
     stale = dataclasses.replace(lease_a.record, state=TaskState.FAILED, next_check_time=None)
     with caplog.at_level(logging.WARNING), pytest.raises(LeaseLost, match="token 1"):
         await a.record(stale, _check("t1", 1, message="by a"))
-    assert "late write refused" in caplog.text and "token 2" in caplog.text
+    assert "late write refused" in caplog.text
+    assert "token 2" in caplog.text
     assert await a.get("t1") == mine
     assert [c.message for c in await a.checks("t1")] == ["by b"]
-    assert not a.holds("t1") and b.holds("t1")
+    assert not a.holds("t1")
+    assert b.holds("t1")
     assert a.refused_writes == 1
 
 
@@ -151,7 +154,8 @@ async def test_a_task_due_beyond_the_horizon_is_given_back(workers: Workers) -> 
     await a.record(far)
     done = _due_now("done", now, state=TaskState.SUCCEEDED, next_check_time=None, end_time=now)
     await a.record(done)
-    assert not a.holds("far") and not a.holds("done")
+    assert not a.holds("far")
+    assert not a.holds("done")
     rows = dict(
         (row[0], row[1:])
         for row in _sql(a.url, "SELECT task_id, lease_owner, due_at IS NULL FROM tasks")
@@ -178,9 +182,7 @@ async def test_finished_tasks_are_not_in_the_scheduling_index(workers: Workers) 
                 b"EXPLAIN SELECT task_id FROM tasks WHERE due_at <= now() ORDER BY due_at"
             )
         )
-        indexed = conn.execute(
-            b"SELECT count(*) FROM tasks WHERE due_at IS NOT NULL"
-        ).fetchone()
+        indexed = conn.execute(b"SELECT count(*) FROM tasks WHERE due_at IS NOT NULL").fetchone()
     assert "tasks_due" in plan
     assert indexed == (10,)
 
@@ -295,7 +297,8 @@ async def test_a_retried_write_is_applied_once(workers: Workers) -> None:
     await a._flush_writes([write])
     again = dataclasses.replace(write, future=asyncio.get_running_loop().create_future())
     await a._flush_writes([again])
-    assert again.future.done() and again.future.exception() is None
+    assert again.future.done()
+    assert again.future.exception() is None
     assert len(await a.checks("t1")) == 1
 
 
