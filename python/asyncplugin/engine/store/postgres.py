@@ -171,9 +171,16 @@ class PostgresStore(SharedStore):
         )
         try:
             await pool.open(wait=True, timeout=self._connect_timeout_s)
+            if not self._read_only:
+                await self._listen()  # from now on, no hint is missed
         except PoolTimeout as err:
             await pool.close()
             raise StoreError(f"cannot connect to PostgreSQL at {self.where}: {err}") from err
+        except psycopg.Error as err:
+            await pool.close()
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {self.where}: {_one_line(err)}"
+            ) from err
         self._pool = pool
 
     async def migrate(self) -> tuple[int, int]:
