@@ -8,6 +8,7 @@ intervals of tens of milliseconds; every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import Counter, defaultdict
@@ -67,7 +68,7 @@ class Calls:
         found = []
         for task_id, calls in spans.items():
             calls.sort()
-            if any(later[0] < earlier[1] for earlier, later in zip(calls, calls[1:], strict=False)):
+            if any(later[0] < earlier[1] for earlier, later in itertools.pairwise(calls)):
                 found.append(task_id)
         return found
 
@@ -92,6 +93,15 @@ async def workers(pg_database: str) -> AsyncIterator[Workers]:
     yield make
     for engine in started:
         await engine.stop()
+
+
+async def _until(check: Callable[[], Awaitable[bool]], *, timeout_s: float) -> None:
+    """Returns once `check()` is true (real processes' progress; bounded by `timeout_s`)."""
+    async with asyncio.timeout(timeout_s):
+        for _ in itertools.count():
+            if await check():
+                return
+            await asyncio.sleep(0.02)
 
 
 async def _plugin(behaviour: Behaviour) -> tuple[PluginServer, Calls]:
@@ -138,9 +148,9 @@ async def test_wait_watch_and_cancel_through_a_worker_that_does_not_hold_the_tas
     history included), and cancels it: the holder sends the plugin the cancel request."""
     server, calls = await _plugin(Job(checks=4, result=b"fin"))
     forever, forever_calls = await _plugin(Job(forever=True))
-    a = await workers()
+    await workers()  # runs the tasks
     b = await workers()
-    await b._leasing.stop()  # type: ignore[union-attr] # b serves the API only: a runs tasks
+    await b._leasing.stop()  # type: ignore[union-attr] # b serves the API only
     try:
         finishing = await b.submit(server.target)
         seen: list[TaskUpdate] = []
@@ -155,10 +165,12 @@ async def test_wait_watch_and_cancel_through_a_worker_that_does_not_hold_the_tas
         assert [c.check_number for c in watched] == [0, 1, 2, 3, 4]
 
         endless = await b.submit(forever.target)
-        async with asyncio.timeout(30):
-            while (await b.get(endless)).check_count < 2:
-                await asyncio.sleep(0.05)
-            cancelled = await b.cancel(endless)
+
+        async def checked_twice() -> bool:
+            return (await b.get(endless)).check_count >= 2
+
+        await _until(checked_twice, timeout_s=30)
+        cancelled = await b.cancel(endless)
         assert cancelled.state is TaskState.CANCELLED
         history = await b.checks(endless)
         assert history[-1].kind.value == "CANCEL"
@@ -176,13 +188,14 @@ async def test_a_worker_that_lost_its_lease_mid_call_cannot_record_its_answer(
     """Worker A's status check hangs past its lease; B takes the task over and checks it again
     with the same check number and idempotency key, and finishes it. A's late answer is refused
     by the fence, logged, and the task's record and history are B's."""
-    release = asyncio.Event()
+    release, arrived = asyncio.Event(), asyncio.Event()
     first_check: list[plugin_pb2.InvokeRequest] = []
     job = Job(checks=3, result=b"by-b")
 
     async def behaviour(request: plugin_pb2.InvokeRequest) -> Answer:
         if request.context.check_number == 1 and not first_check:
             first_check.append(request)
+            arrived.set()
             await release.wait()  # A's call: in flight while its lease runs out
         return await job(request)
 
@@ -191,8 +204,7 @@ async def test_a_worker_that_lost_its_lease_mid_call_cannot_record_its_answer(
     try:
         task_id = await a.submit(server.target)
         async with asyncio.timeout(20):
-            while not first_check:
-                await asyncio.sleep(0.02)
+            await arrived.wait()
         await a._leasing.stop()  # type: ignore[union-attr] # A pauses: it leases nothing more
         with psycopg.connect(pg_database, autocommit=True) as conn:
             conn.execute(
@@ -204,11 +216,13 @@ async def test_a_worker_that_lost_its_lease_mid_call_cannot_record_its_answer(
             final = await b.wait(task_id)
         assert final.state is TaskState.SUCCEEDED
         assert final.result == b"by-b"
+
+        async def refused() -> bool:
+            return bool(a.store.refused_writes)  # type: ignore[attr-defined]
+
         with caplog.at_level(logging.WARNING):
             release.set()
-            async with asyncio.timeout(10):
-                while a.store.refused_writes == 0:  # type: ignore[attr-defined]
-                    await asyncio.sleep(0.02)
+            await _until(refused, timeout_s=10)
         assert "late write refused" in caplog.text
         assert await b.get(task_id) == final
         history = await b.checks(task_id)
@@ -232,9 +246,11 @@ async def test_a_stopping_worker_hands_its_tasks_over_at_once(workers: Workers) 
     a = await workers(terms=long_lease)
     ids = await asyncio.gather(*(a.submit(server.target) for _ in range(5)))
     try:
-        async with asyncio.timeout(20):
-            while min([(await a.get(t)).check_count for t in ids]) < 1:
-                await asyncio.sleep(0.02)
+
+        async def all_checked() -> bool:
+            return min([(await a.get(t)).check_count for t in ids]) >= 1
+
+        await _until(all_checked, timeout_s=20)
         await a.stop()
         b = await workers(terms=long_lease)
         async with asyncio.timeout(20):

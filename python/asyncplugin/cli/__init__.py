@@ -1,4 +1,4 @@
-"""The `asyncplugin` command line: serve | invoke | tasks | engine | demo | conformance.
+"""The `asyncplugin` command line: serve | invoke | tasks | engine | store | demo | conformance.
 
 Each subcommand lives in its own module with `register(subparsers)`; the module's handler gets
 the parsed arguments and returns an exit code. Errors a user can fix print one line and exit
@@ -18,7 +18,7 @@ from .errors import UsageError
 
 __all__ = ["UsageError", "build_parser", "main"]
 
-_SUBCOMMANDS = ("serve", "invoke", "tasks", "engine_serve", "demo", "conformance")
+_SUBCOMMANDS = ("serve", "invoke", "tasks", "engine_serve", "store", "demo", "conformance")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,8 +12,10 @@ from typing import Any
 
 import grpc
 
-from asyncplugin.engine import GrpcTransport, PollingPolicy, SqliteStore
+from asyncplugin.engine import GrpcTransport, PollingPolicy, TaskStore
 from asyncplugin.engine.credentials import BearerTokens, ChannelSecurity
+from asyncplugin.engine.store import is_postgres_url
+from asyncplugin.engine.store import open_store as engine_open_store
 from asyncplugin.protocol.methods import split_method
 from asyncplugin.protocol.security import TOKEN_ENV, env_token, is_loopback_target, read_token_file
 
@@ -34,22 +36,33 @@ def add_command(subparsers: Any, name: str, *, summary: str, doc: str | None) ->
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
-    """--store PATH (default $ASYNCPLUGIN_STORE or ./asyncplugin.sqlite3)."""
+    """--store PATH|URL (default $ASYNCPLUGIN_STORE or ./asyncplugin.sqlite3)."""
     parser.add_argument(
         "--store",
         default=os.environ.get("ASYNCPLUGIN_STORE", DEFAULT_STORE),
-        metavar="PATH",
-        help="SQLite task store (default: $ASYNCPLUGIN_STORE or ./%(default)s)",
+        metavar="PATH|URL",
+        help="task store: a SQLite file, or a postgresql://user@host/db URL shared by several "
+        "engine workers (default: $ASYNCPLUGIN_STORE or ./%(default)s)",
     )
 
 
-def open_store(path: str, *, must_exist: bool) -> SqliteStore:
-    """The SQLite store at `path`. With must_exist (the readers: `tasks list|show`) a missing
-    file is a UsageError and the store opens read-only: nothing is created, migrated or
-    written, and a file without a task store's schema is refused."""
-    if must_exist and not Path(path).exists():
-        raise UsageError(f"no task store at {path} (run 'asyncplugin invoke' first, or --store)")
-    return SqliteStore(path, read_only=must_exist)
+def open_store(spec: str, *, must_exist: bool) -> TaskStore:
+    """The store `spec` names (see asyncplugin.engine.store.open_store). With must_exist (the
+    readers: `tasks list|show`) a missing SQLite file is a UsageError and the store opens
+    read-only: nothing is created, migrated or written, and a store without a task store's
+    schema is refused."""
+    if not is_postgres_url(spec) and must_exist and not Path(spec).exists():
+        raise UsageError(f"no task store at {spec} (run 'asyncplugin invoke' first, or --store)")
+    return engine_open_store(spec, read_only=must_exist)
+
+
+def store_name(spec: str) -> str:
+    """How to name a store in output: the file, or host:port/db of a URL (never a password)."""
+    if is_postgres_url(spec):
+        from asyncplugin.engine.store.postgres import describe_url
+
+        return f"PostgreSQL {describe_url(spec)}"
+    return spec
 
 
 def add_policy_options(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ from rich.table import Table
 from asyncplugin.engine import CheckRecord, TaskRecord
 from asyncplugin.protocol import TaskState
 
-from .common import add_store_option, open_store
+from .common import add_store_option, open_store, store_name
 from .errors import UsageError
 from .progress import checks_table, state_text, tasks_table, timestamp
 
@@ -64,7 +64,7 @@ def run_list(args: argparse.Namespace) -> int:
     if not records:
         console.print("no tasks")
         return 0
-    console.print(tasks_table(records, now=time.time(), title=f"tasks in {args.store}"))
+    console.print(tasks_table(records, now=time.time(), title=f"tasks in {store_name(args.store)}"))
     return 0
 
 
@@ -81,7 +81,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     record, checks = asyncio.run(load())
     if record is None:
-        raise UsageError(f"no task {args.task_id!r} in {args.store}")
+        raise UsageError(f"no task {args.task_id!r} in {store_name(args.store)}")
     console = Console()
     console.print(_details(record, show_remote_input=args.show_remote_input))
     console.print(checks_table(record, checks))
