@@ -1,7 +1,11 @@
 """An engine process for the fault-injection tests, to be killed with SIGKILL at any point.
 
     python -m tests.reliability.engine_proc --store tasks.db --target 127.0.0.1:N \
-        --submit keys.json [--policy JSON] [--retry JSON] [--until-done]
+        --submit keys.json [--policy JSON] [--retry JSON] [--until-done] [--lease JSON]
+
+`--store` is a SQLite file or a postgresql:// URL (then this process is one of several workers
+sharing the database; `--lease` gives its LeaseTerms as JSON). Warnings (a write refused by the
+lease fence, a reconnect) go to stderr.
 
 The submit file is a JSON list of {"key": idempotency key, "payload": {...}}; each becomes one
 task with that idempotency key. The process prints one line per event, flushed at once, so the
@@ -22,6 +26,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import resource
 import sys
 from pathlib import Path
@@ -30,11 +35,11 @@ from typing import Any
 from asyncplugin.engine import (
     Engine,
     PollingPolicy,
-    SqliteStore,
     TaskOptions,
     TaskUpdate,
     TransportRetryPolicy,
 )
+from asyncplugin.engine.store import LeaseTerms, open_store
 from asyncplugin.protocol import TaskState
 
 
@@ -73,10 +78,12 @@ async def main() -> None:
     parser.add_argument("--retry", default="{}")
     parser.add_argument("--max-concurrent", type=int, default=64)
     parser.add_argument("--until-done", action="store_true")
+    parser.add_argument("--lease", default="{}", help="LeaseTerms as JSON (PostgreSQL only)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     wanted = _read_json(args.submit)
     engine = Engine(
-        store=SqliteStore(args.store),
+        store=open_store(args.store, terms=LeaseTerms(**json.loads(args.lease))),
         policy=PollingPolicy(**json.loads(args.policy)),
         retry_policy=TransportRetryPolicy(**json.loads(args.retry)),
         max_concurrent_rpcs=args.max_concurrent,

@@ -43,6 +43,11 @@ class Child:
         assert self._process is not None
         return self._process.pid
 
+    @property
+    def returncode(self) -> int | None:
+        """The child's exit status once it has exited (and been reaped), else None."""
+        return self._process.returncode if self._process is not None else None
+
     async def start(self) -> Child:
         """Spawns the child."""
         env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONUNBUFFERED": "1"}
@@ -119,10 +124,13 @@ class Child:
         await self.kill()
 
 
-async def start_plugin(db: Path, log: Path, *, port: int = 0) -> tuple[Child, int]:
+async def start_plugin(
+    db: Path, log: Path, *, port: int = 0, record_calls: bool = False
+) -> tuple[Child, int]:
     """Spawns tests.reliability.jobs_plugin on 127.0.0.1; returns it and its port."""
+    flags = ["--calls"] if record_calls else []
     child = await Child(
-        "tests.reliability.jobs_plugin", "--db", str(db), "--port", str(port), log=log
+        "tests.reliability.jobs_plugin", "--db", str(db), "--port", str(port), *flags, log=log
     ).start()
     try:
         line = await child.wait_for("PORT ", timeout_s=30)

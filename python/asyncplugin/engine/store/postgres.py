@@ -165,8 +165,8 @@ class PostgresStore(SharedStore):
             max_size=self._pool_size,
             open=False,
             timeout=self._reconnect_timeout_s,
-            reconnect_timeout=0,  # never give up reconnecting in the background
-            kwargs={"autocommit": True, "connect_timeout": max(1, round(self._connect_timeout_s))},
+            reconnect_timeout=86_400.0,  # keep reconnecting in the background (with backoff)
+            kwargs=self._connect_kwargs(),
             name=f"asyncplugin-{self.owner}",
         )
         try:
@@ -215,11 +215,17 @@ class PostgresStore(SharedStore):
                     await broken.close()
             await pool.close()
 
+    def _connect_kwargs(self) -> dict[str, Any]:
+        # The worker's name shows in pg_stat_activity (unless the URL names the application).
+        return {
+            "autocommit": True,
+            "connect_timeout": max(1, round(self._connect_timeout_s)),
+            "fallback_application_name": f"asyncplugin {self.owner}"[:63],
+        }
+
     async def _connect(self) -> _Conn:
         try:
-            return await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout_s))
-            )
+            return await psycopg.AsyncConnection.connect(self.url, **self._connect_kwargs())
         except psycopg.Error as err:
             raise StoreError(
                 f"cannot connect to PostgreSQL at {self.where}: {_one_line(err)}"
@@ -521,9 +527,7 @@ class PostgresStore(SharedStore):
 
     async def _listen(self) -> _Conn:
         if self._listener is None or self._listener.closed:
-            listener = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout_s))
-            )
+            listener = await psycopg.AsyncConnection.connect(self.url, **self._connect_kwargs())
             await listener.execute(f"LISTEN {sql.NOTIFY_CHANNEL}".encode())
             self._listener = listener
         return self._listener
