@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("throughput", "scale", "lateness", "detection", "peers", "observability")
+SECTIONS = ("throughput", "scale", "lateness", "detection", "peers", "observability", "scaleout")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # spawned children inherit it
 
-    from . import _common, detection, lateness, observability, peers, scale, throughput
+    from . import _common, detection, lateness, observability, peers, scale, scaleout, throughput
 
     runners: dict[str, Callable[[bool], tuple[list[_common.Row], dict[str, Any]]]] = {
         "throughput": throughput.run,
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         "detection": detection.run,
         "peers": peers.run,
         "observability": observability.run,
+        "scaleout": scaleout.run,
     }
     header = _common.machine_header()
     started = time.perf_counter()

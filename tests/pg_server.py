@@ -27,6 +27,7 @@ from pathlib import Path
 
 _BINDIRS = "/usr/lib/postgresql/*/bin"
 _FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+_CRASH_SAFE = "-c synchronous_commit=off"  # fsync on: like SQLite's WAL + synchronous=NORMAL
 
 
 class PgServerError(RuntimeError):
@@ -80,11 +81,13 @@ class PgServer:
     bindir: Path
     port: int
     user: str
+    crash_safe: bool = False
 
     @classmethod
-    def start(cls, folder: Path | None = None, *, durable: bool = False) -> PgServer:
+    def start(cls, folder: Path | None = None, *, crash_safe: bool = False) -> PgServer:
         """initdb in `folder` (default: a new private folder in the temp dir), then start the
-        server on a free loopback port."""
+        server on a free loopback port: fsync off for tests, or `crash_safe` (fsync on, commits
+        not waiting for their flush) for benchmarks."""
         bindir = find_bindir()
         as_root = os.geteuid() == 0
         user = "postgres" if as_root else pwd.getpwuid(os.geteuid()).pw_name
@@ -95,7 +98,9 @@ class PgServer:
         folder.mkdir(parents=True, exist_ok=True)
         if as_root:
             shutil.chown(folder, user="postgres")  # its parents must let postgres through
-        server = cls(folder=folder, bindir=bindir, port=free_port(), user=user)
+        server = cls(
+            folder=folder, bindir=bindir, port=free_port(), user=user, crash_safe=crash_safe
+        )
         server._run(
             "initdb",
             "-D",
@@ -108,21 +113,45 @@ class PgServer:
             "UTF8",
             "--no-sync",
         )
-        server._pg_ctl_start(durable=durable)
+        server._pg_ctl_start()
         return server
+
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (its backends are its children)."""
+        return int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the postmaster and its live children (the backends and
+        background workers), from /proc."""
+        root = self.pid
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            if int(entry) == root:  # its own, and that of the children it reaped
+                total += sum(int(value) for value in fields[11:15])
+            elif int(fields[1]) == root:
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def url(self, database: str = "postgres") -> str:
         """The server's URL for `database`, as user postgres (trust authentication)."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def _options(self, *, durable: bool) -> str:
-        fast = "" if durable else _FAST
+    def _options(self) -> str:
+        settings = _CRASH_SAFE if self.crash_safe else _FAST
         return (
-            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 {fast} "
-            "-c max_connections=200 -c shared_buffers=128MB"
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 {settings} "
+            "-c max_connections=200 -c shared_buffers=128MB -c track_io_timing=off"
         )
 
-    def _pg_ctl_start(self, *, durable: bool = False) -> None:
+    def _pg_ctl_start(self) -> None:
         self._run(
             "pg_ctl",
             "-D",
@@ -134,7 +163,7 @@ class PgServer:
             "60",
             "start",
             "-o",
-            self._options(durable=durable),
+            self._options(),
         )
 
     def stop(self, *, remove: bool = True) -> None:
