@@ -62,7 +62,12 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     async def record(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
-        """Atomically replaces a task's record and/or appends entries to check histories."""
+        """Atomically replaces a task's record and/or appends entries to check histories.
+
+        What a task was created with (target, method, payload, idempotency key, options,
+        create time, deadline) never changes; a store may keep those fields from `create` and
+        write only the others (the PostgreSQL store does, so no check sends the payload again).
+        """
 
     @abc.abstractmethod
     async def get(self, task_id: str) -> TaskRecord | None:

@@ -94,16 +94,26 @@ class GroupCommit:
                     write.future.set_exception(StoreError("write outcome unknown"))
 
 
-def task_arrays(
-    records: Sequence[TaskRecord | None], task_ids: Sequence[str] | None = None
-) -> list[Any]:
-    """Column arrays of task rows (NULLs where a write has no record)."""
-    rows = [task_row(r) if r is not None else None for r in records]
+def task_arrays(records: Sequence[TaskRecord]) -> list[list[Any]]:
+    """Column arrays of whole task rows (TASK_COLUMNS), for creating tasks."""
     columns: list[list[Any]] = [[] for _ in range(18)]
-    for index, row in enumerate(rows):
-        if row is None:
-            assert task_ids is not None
-            row = (task_ids[index],) + (None,) * 17
+    for record in records:
+        for column, value in zip(columns, task_row(record), strict=True):
+            column.append(value)
+    return columns
+
+
+def _progress_arrays(batch: Sequence[Write]) -> list[list[Any]]:
+    """Column arrays of PROGRESS_COLUMNS (NULLs where a write has no record)."""
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for w in batch:
+        r = w.record
+        row = (
+            (w.task_id, int(r.state), r.update_time, r.start_time, r.end_time,
+             r.next_check_time, r.check_count, r.retries, r.status, r.result, r.error)
+            if r is not None
+            else (w.task_id,) + (None,) * 10
+        )  # fmt: skip
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     return columns
@@ -118,7 +128,7 @@ def write_params(batch: Sequence[Write]) -> list[Any]:
         [w.due_in_s for w in batch],
         [w.keep_s for w in batch],
     ]
-    params += task_arrays([w.record for w in batch], [w.task_id for w in batch])
+    params += _progress_arrays(batch)
     checks = [(w.wid, check) for w in batch for check in w.checks]
     params.append([wid for wid, _ in checks])
     rows = [check_row(check) for _, check in checks]

@@ -28,6 +28,7 @@ __all__ = [
     "GET",
     "LEASE",
     "NOTIFY_CHANNEL",
+    "PROGRESS_COLUMNS",
     "RELEASE",
     "REQUEST_CANCEL",
     "TASK_COLUMNS",
@@ -51,6 +52,16 @@ CHECK_COLUMNS: Final = (
 _TASK_TYPES: Final = (
     "text", "text", "text", "int2", "bytea", "text", "text", "float8", "float8", "float8",
     "float8", "float8", "float8", "int4", "int4", "bytea", "bytea", "bytea",
+)  # fmt: skip
+PROGRESS_COLUMNS: Final = (
+    "task_id, state, update_time, start_time, end_time, next_check_time, check_count, retries, "
+    "status, result, error"
+)
+"""The columns a `record` call writes: the others (target, method, payload, key, options, create
+time, deadline) are fixed when the task is created, so a check never sends the payload again."""
+_PROGRESS_TYPES: Final = (
+    "text", "int2", "float8", "float8", "float8", "float8", "int4", "int4", "bytea", "bytea",
+    "bytea",
 )  # fmt: skip
 _CHECK_TYPES: Final = (
     "text", "text", "int4", "float8", "float8", "text", "text", "text", "float8", "text",
@@ -82,13 +93,15 @@ FROM i"""
 """Inserts new tasks, unleased and due as recorded; one hint per batch (PostgreSQL delivers
 identical notifications of one transaction once). Returns the ids inserted."""
 
-_SET_ROW: Final = ", ".join(f"{name} = v.{name}" for name in _T[1:])
+_SET_ROW: Final = ", ".join(
+    f"{name} = v.{name}" for name in PROGRESS_COLUMNS.replace(" ", "").split(",")[1:]
+)
 
 WRITE: Final = f"""
 WITH v AS (
     SELECT * FROM unnest(%s::uuid[], %s::int8[], %s::bool[], %s::float8[], %s::float8[],
-                         {_arrays(_TASK_TYPES)})
-        AS v(wid, token, full_row, due_in, keep_s, {TASK_COLUMNS})
+                         {_arrays(_PROGRESS_TYPES)})
+        AS v(wid, token, full_row, due_in, keep_s, {PROGRESS_COLUMNS})
 ), u AS (
     UPDATE tasks t SET {_SET_ROW},
         due_at = now() + make_interval(secs => v.due_in),

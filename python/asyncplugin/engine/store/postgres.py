@@ -535,7 +535,7 @@ class PostgresStore(SharedStore):
     # -- group commit -----------------------------------------------------------------------------
 
     async def _flush_creates(self, batch: builtins.list[Write]) -> None:
-        params = task_arrays([w.record for w in batch])
+        params: list[Any] = task_arrays([w.record for w in batch if w.record is not None])
         params += [[w.due_in_s for w in batch], [w.wid for w in batch]]
 
         async def run(conn: _Conn) -> list[tuple[Any, ...]]:
