@@ -4,8 +4,8 @@ Layers inside (imports point down): `engine` (the API) and `sync` (a blocking fa
 `steps` (one task's due call and its recorded outcome) over `conversation` (requests and answers,
 pure), `policy` (backoff, pure), `scheduler` (one heap), `clock`, `transport` (the gRPC edge)
 and `store` (the truth); `telemetry` (traces, metrics) hangs off the transport and the change
-hooks. The engine never imports the plugin SDK: the two sides meet only in
-`asyncplugin.protocol` and on the wire.
+hooks; `leasing` runs an engine as one of several workers on a shared store. The engine never
+imports the plugin SDK: the two sides meet only in `asyncplugin.protocol` and on the wire.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .errors import (
     EngineClosed,
     EngineCode,
     EngineError,
+    LeaseLost,
     RequestIdConflict,
     StoreError,
     TaskNotFound,
@@ -27,7 +28,16 @@ from .errors import (
 )
 from .policy import PollingPolicy, TransportRetryPolicy, next_interval, retry_delay
 from .records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord, TaskUpdate
-from .store import MemoryStore, SqliteStore, TaskCursor, TaskFilter, TaskStore, open_store
+from .store import (
+    LeaseTerms,
+    MemoryStore,
+    SharedStore,
+    SqliteStore,
+    TaskCursor,
+    TaskFilter,
+    TaskStore,
+    open_store,
+)
 from .sync import SyncEngine
 from .telemetry import EngineTelemetry
 from .transport import GrpcTransport, Transport, TransportError
@@ -49,10 +59,13 @@ __all__ = [
     "EngineTelemetry",
     "FakeClock",
     "GrpcTransport",
+    "LeaseLost",
+    "LeaseTerms",
     "MemoryStore",
     "Payload",
     "PollingPolicy",
     "RequestIdConflict",
+    "SharedStore",
     "SqliteStore",
     "StoreError",
     "SyncEngine",
