@@ -56,6 +56,8 @@ class Leasing:
         self._max_held = max_held
         self._pump: asyncio.Task[None] | None = None
         self._cancels: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self._enough_room = max(1, min(store.terms.batch, max_held // 4))
 
     def start(self) -> None:
         """Starts the pump in the running loop."""
@@ -77,19 +79,21 @@ class Leasing:
         hinted = True
         while True:
             try:
-                free = self._max_held - len(self._engine._active)
-                leases = await self._store.lease_due(limit=free) if free > 0 else []
+                asked = min(self._free(), terms.batch)
+                leases = await self._store.lease_due(limit=asked) if asked > 0 else []
                 for lease in leases:
                     self._adopt(lease)
                 if hinted or time.monotonic() >= scan_cancels_at:
                     for task_id in await self._store.cancel_requests():
                         self._cancel_held(task_id)
                     scan_cancels_at = time.monotonic() + terms.poll_interval_s
-                if leases and len(leases) >= min(free, terms.batch):
-                    hinted = False  # a full batch: more may be due at once
-                    await asyncio.sleep(0)
-                    continue
-                hinted = await self._store.wait_for_work(terms.poll_interval_s)
+                hinted = False
+                if asked == 0 or len(leases) == asked:
+                    # More may be due: lease again as soon as there is room for a batch.
+                    await self._wait_for_room(terms.poll_interval_s)
+                else:
+                    # Nothing else is due within the horizon: wait for a hint or the next poll.
+                    hinted = await self._store.wait_for_work(terms.poll_interval_s)
             except asyncio.CancelledError:
                 raise
             except StoreError as err:
@@ -98,6 +102,23 @@ class Leasing:
             except Exception:
                 _log.exception("leasing due tasks failed; retrying")
                 await asyncio.sleep(terms.poll_interval_s)
+
+    def _free(self) -> int:
+        return self._max_held - len(self._engine._active)
+
+    async def _wait_for_room(self, timeout_s: float) -> None:
+        """Returns once a batch fits (at once if it does), or after `timeout_s`."""
+        self._room.clear()
+        if self._free() >= self._enough_room:
+            await asyncio.sleep(0)  # let the adopted tasks start before the next statement
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), timeout_s)
+
+    def freed(self) -> None:
+        """A task left this worker: wake the pump once a batch fits again."""
+        if self._free() >= self._enough_room:
+            self._room.set()
 
     def _adopt(self, lease: Lease) -> None:
         engine = self._engine
@@ -161,6 +182,7 @@ class Leasing:
         self._engine._active.pop(task_id, None)
         if self._engine._scheduler is not None:
             self._engine._scheduler.unschedule(task_id)
+        self.freed()
 
     def held_only(self, schedule: Callable[[str, float], None]) -> Callable[[str, float], None]:
         """The driver's `schedule`, skipping tasks this worker gave back with their write."""
