@@ -147,10 +147,10 @@ class LeaseTerms:
     """How a worker on a shared store leases its tasks.
 
     Attributes:
-        lease_s: how long a lease lasts past the task's due time. It must outlast the longest
-            call a worker makes under it (the policy's `check_timeout_s`, twice when giving up
-            sends a cancel request, plus a margin); before each call the engine extends a
-            lease that would not (`SharedStore.ensure_lease`), under the same fence.
+        lease_s: how long a lease lasts past the task's due time; best longer than the
+            longest call (the policy's `check_timeout_s` plus a 2 s margin). Before each call
+            the engine extends a lease that would not outlast it (`SharedStore.ensure_lease`),
+            under the same fence, so a shorter lease costs a statement per call, never safety.
         horizon_s: tasks due within this time from now are leased and timed in the worker's
             own heap; tasks due later stay in the database.
         poll_interval_s: how often an idle worker looks for due work when no hint comes

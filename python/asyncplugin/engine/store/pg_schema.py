@@ -35,9 +35,17 @@ each step exactly once; a database whose version is newer than this code's is re
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+import psycopg
+
+from ..errors import StoreError
+from .pg_connection import Conn, one_line
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+_log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
 """The schema version this code writes and reads."""
@@ -111,3 +119,52 @@ CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
 )"""
 
 LOCK_KEY: Final = 0x61737970  # "asyp": the advisory lock migrations hold
+
+
+async def migrate(conn: Conn, *, where: str, read_only: bool) -> tuple[int, int]:
+    """Brings the schema to SCHEMA_VERSION in one transaction under the advisory lock; returns
+    the version before and after. A reader (`read_only`) changes nothing and accepts only this
+    version.
+
+    Raises:
+        StoreError: the schema is newer than this code (both versions named), or older for a
+            reader, or the database refused a statement.
+    """
+    try:
+        async with conn.transaction():
+            if not read_only:
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+                await conn.execute(CREATE_VERSION_TABLE)
+            found = await (
+                await conn.execute("SELECT to_regclass(%s) IS NOT NULL", [VERSION_TABLE])
+            ).fetchone()
+            row = None
+            if found and found[0]:
+                row = await (await conn.execute(f"SELECT version FROM {VERSION_TABLE}")).fetchone()
+            before = version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"PostgreSQL at {where}: schema version {version} was written by a newer "
+                    f"asyncplugin (this one reads up to {SCHEMA_VERSION}); upgrade asyncplugin "
+                    "on this worker"
+                )
+            if read_only and version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"PostgreSQL at {where}: schema version {version}, this asyncplugin needs "
+                    f"{SCHEMA_VERSION}; run 'asyncplugin store migrate URL' first"
+                )
+            while version < SCHEMA_VERSION:
+                await conn.execute(MIGRATIONS[version].encode())
+                version += 1
+            if version != before:
+                await conn.execute(
+                    f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s) "
+                    "ON CONFLICT (only_row) DO UPDATE SET version = excluded.version",
+                    [version],
+                )
+                _log.info("PostgreSQL at %s: schema migrated from %d to %d", where, before, version)
+    except psycopg.Error as err:
+        raise StoreError(
+            f"PostgreSQL at {where}: cannot check or migrate the schema: {one_line(err)}"
+        ) from err
+    return before, version

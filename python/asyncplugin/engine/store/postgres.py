@@ -3,12 +3,8 @@
     store = PostgresStore("postgresql://asyncplugin@db.internal/asyncplugin")
     async with Engine(store=store) as engine: ...       # in every worker process
 
-Why psycopg 3 (with psycopg_pool) rather than asyncpg: both drive a lease queue at the same
-speed (measured: ~14k leased-and-written rows/s from one worker, 15-20 us of client CPU per row
-either way), but psycopg ships type hints (this code is checked with mypy --strict), a pool
-that replaces broken connections, `notifies()` with a timeout for LISTEN, a blocking API next to
-the async one, and a binary wheel that bundles libpq, so `pip install asyncplugin[postgres]`
-needs nothing from the system.
+Modules: `pg_schema` (tables, migrations), `pg_sql` (the statements), `pg_batch` (group
+commit), `pg_connection` (the pool, retries, LISTEN; why psycopg).
 
 What it adds to the `TaskStore` contract (see `SharedStore`):
   - leases: `lease_due` hands each due task to one worker with a token one greater than the
@@ -34,55 +30,31 @@ import contextlib
 import contextvars
 import logging
 import os
-import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import psycopg
-from psycopg import conninfo as pg_conninfo
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from typing import Any
 
 from asyncplugin.protocol import TaskState
 
-from ..errors import LeaseLost, StoreError
+from ..errors import LeaseLost
 from ..records import CheckRecord, TaskRecord
 from . import pg_sql as sql
 from .base import Lease, LeaseTerms, SharedStore
 from .pg_batch import GroupCommit, Write, task_arrays, write_params
-from .pg_schema import CREATE_VERSION_TABLE, LOCK_KEY, MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE
+from .pg_connection import Conn, Connections, describe_url
+from .pg_schema import SCHEMA_VERSION, migrate
 from .rows import check_from_row, task_from_row
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "describe_url"]
 
 _log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-_Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 _PINNED: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
     "asyncplugin_pinned_lease", default=None
 )
-
-
-def describe_url(url: str) -> str:
-    """`host:port/dbname (user u)` of a PostgreSQL URL, never its password."""
-    try:
-        params = pg_conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "an unparsable PostgreSQL URL"
-    host = params.get("host") or "localhost"
-    port = params.get("port") or "5432"
-    text = f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
-    user = params.get("user")
-    return f"{text} (user {user})" if user else text
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return "; ".join(lines) or type(err).__name__
 
 
 @dataclass(slots=True)
@@ -123,12 +95,14 @@ class PostgresStore(SharedStore):
         self.where = describe_url(url)
         self._terms = terms if terms is not None else LeaseTerms()
         self._read_only = read_only
-        self._pool_size = pool_size
-        self._connect_timeout_s = connect_timeout_s
-        self._reconnect_timeout_s = reconnect_timeout_s
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._pool: AsyncConnectionPool[_Conn] | None = None
-        self._listener: _Conn | None = None
+        self._db = Connections(
+            url,
+            name=self.owner,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            reconnect_timeout_s=reconnect_timeout_s,
+        )
         self._held: dict[str, _Held] = {}
         self._writes: GroupCommit = GroupCommit(self._flush_writes)
         self._creates: GroupCommit = GroupCommit(self._flush_creates)
@@ -152,176 +126,39 @@ class PostgresStore(SharedStore):
             StoreError: the database cannot be reached (one line naming host and cause), or its
                 schema is newer than this code (both versions named).
         """
-        if self._pool is not None:
+        if self._db.is_open:
             return
-        conn = await self._connect()
+        conn = await self._db.connect()
         try:
-            await self._migrate(conn)
+            await migrate(conn, where=self.where, read_only=self._read_only)
         finally:
             await conn.close()
-        pool: AsyncConnectionPool[_Conn] = AsyncConnectionPool(
-            self.url,
-            min_size=1,
-            max_size=self._pool_size,
-            open=False,
-            timeout=self._reconnect_timeout_s,
-            reconnect_timeout=86_400.0,  # keep reconnecting in the background (with backoff)
-            kwargs=self._connect_kwargs(),
-            name=f"asyncplugin-{self.owner}",
-        )
-        try:
-            await pool.open(wait=True, timeout=self._connect_timeout_s)
-            if not self._read_only:
-                await self._listen()  # from now on, no hint is missed
-        except PoolTimeout as err:
-            await pool.close()
-            raise StoreError(f"cannot connect to PostgreSQL at {self.where}: {err}") from err
-        except psycopg.Error as err:
-            await pool.close()
-            raise StoreError(
-                f"cannot connect to PostgreSQL at {self.where}: {_one_line(err)}"
-            ) from err
-        self._pool = pool
+        await self._db.open(listen=None if self._read_only else sql.NOTIFY_CHANNEL)
 
     async def migrate(self) -> tuple[int, int]:
         """Applies pending migrations alone (`asyncplugin store migrate`); returns the schema
         version before and after."""
-        conn = await self._connect()
+        conn = await self._db.connect()
         try:
-            return await self._migrate(conn, force=True)
+            return await migrate(conn, where=self.where, read_only=False)
         finally:
             await conn.close()
 
     async def close(self) -> None:
         """Finishes pending writes, gives back every lease this worker holds, disconnects."""
-        pool, self._pool = self._pool, None
-        if pool is None:
+        if not self._db.is_open:
             return
-        try:
-            await self._writes.drain()
-            await self._creates.drain()
-            held, self._held = self._held, {}
-            if held:
-                with contextlib.suppress(StoreError, psycopg.Error, PoolTimeout, OSError):
-                    async with asyncio.timeout(5):
-                        async with pool.connection() as conn:
-                            await conn.execute(
-                                sql.RELEASE, [list(held), [h.token for h in held.values()]]
-                            )
-        finally:
-            broken, self._listener = self._listener, None
-            if broken is not None:
-                with contextlib.suppress(psycopg.Error, OSError):
-                    await broken.close()
-            await pool.close()
+        await self._writes.drain()
+        await self._creates.drain()
+        held, self._held = self._held, {}
 
-    def _connect_kwargs(self) -> dict[str, Any]:
-        # The worker's name shows in pg_stat_activity (unless the URL names the application).
-        return {
-            "autocommit": True,
-            "connect_timeout": max(1, round(self._connect_timeout_s)),
-            "fallback_application_name": f"asyncplugin {self.owner}"[:63],
-        }
+        async def release(conn: Conn) -> None:
+            await conn.execute(sql.RELEASE, [list(held), [h.token for h in held.values()]])
 
-    async def _connect(self) -> _Conn:
-        try:
-            return await psycopg.AsyncConnection.connect(self.url, **self._connect_kwargs())
-        except psycopg.Error as err:
-            raise StoreError(
-                f"cannot connect to PostgreSQL at {self.where}: {_one_line(err)}"
-            ) from None
-
-    async def _migrate(self, conn: _Conn, *, force: bool = False) -> tuple[int, int]:
-        read_only = self._read_only and not force
-        try:
-            async with conn.transaction():
-                if not read_only:
-                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
-                    await conn.execute(CREATE_VERSION_TABLE)
-                found = await (
-                    await conn.execute("SELECT to_regclass(%s) IS NOT NULL", [VERSION_TABLE])
-                ).fetchone()
-                row = None
-                if found and found[0]:
-                    row = await (
-                        await conn.execute(f"SELECT version FROM {VERSION_TABLE}")
-                    ).fetchone()
-                before = version = int(row[0]) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"PostgreSQL at {self.where}: schema version {version} was written by a "
-                        f"newer asyncplugin (this one reads up to {SCHEMA_VERSION}); upgrade "
-                        "asyncplugin on this worker"
-                    )
-                if read_only and version != SCHEMA_VERSION:
-                    raise StoreError(
-                        f"PostgreSQL at {self.where}: schema version {version}, this asyncplugin "
-                        f"needs {SCHEMA_VERSION}; run 'asyncplugin store migrate URL' first"
-                    )
-                while version < SCHEMA_VERSION:
-                    await conn.execute(MIGRATIONS[version].encode())
-                    version += 1
-                if version != before:
-                    await conn.execute(
-                        f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s) "
-                        "ON CONFLICT (only_row) DO UPDATE SET version = excluded.version",
-                        [version],
-                    )
-                    _log.info(
-                        "PostgreSQL at %s: schema migrated from version %d to %d",
-                        self.where,
-                        before,
-                        version,
-                    )
-        except psycopg.Error as err:
-            raise StoreError(
-                f"PostgreSQL at {self.where}: cannot check or migrate the schema: {_one_line(err)}"
-            ) from err
-        return before, version
-
-    # -- statements, retried across lost connections ------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[_Conn]:
-        if self._pool is None:
-            raise StoreError(f"PostgreSQL at {self.where}: the store is not open")
-        async with self._pool.connection() as conn:
-            yield conn
-
-    async def _retrying(self, action: str, run: Callable[[_Conn], Awaitable[_T]]) -> _T:
-        """Runs `run` on a pooled connection; retries while the database is unreachable."""
-        give_up = time.monotonic() + self._reconnect_timeout_s
-        delay = 0.05
-        while True:
-            try:
-                async with self._connection() as conn:
-                    return await run(conn)
-            except (psycopg.OperationalError, PoolTimeout) as err:
-                if time.monotonic() >= give_up or self._pool is None:
-                    raise StoreError(
-                        f"PostgreSQL at {self.where}: cannot {action}: {_one_line(err)} "
-                        f"(retried for {self._reconnect_timeout_s:g}s)"
-                    ) from err
-                _log.warning(
-                    "PostgreSQL at %s: %s failed (%s); retrying in %.2fs",
-                    self.where,
-                    action,
-                    _one_line(err),
-                    delay,
-                )
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 2.0)
-            except psycopg.Error as err:
-                raise StoreError(
-                    f"PostgreSQL at {self.where}: cannot {action}: {_one_line(err)}"
-                ) from err
+        await self._db.close(release if held else None)
 
     async def _fetch(self, action: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-        async def run(conn: _Conn) -> list[tuple[Any, ...]]:
-            cursor = await conn.execute(query.encode(), params)
-            return await cursor.fetchall() if cursor.description is not None else []
-
-        return await self._retrying(action, run)
+        return await self._db.fetch(action, query, params)
 
     # -- the TaskStore contract ---------------------------------------------------------------
 
@@ -504,33 +341,7 @@ class PostgresStore(SharedStore):
 
     async def wait_for_work(self, timeout_s: float) -> bool:
         """Waits for a NOTIFY hint (new work, a cancel request) for at most `timeout_s`."""
-        try:
-            listener = await self._listen()
-            hinted = False
-            async for _ in listener.notifies(timeout=timeout_s, stop_after=1):
-                hinted = True
-            if hinted:
-                # Drain the hints that came meanwhile: one wake-up serves them all.
-                async for _ in listener.notifies(timeout=0.0):
-                    pass
-            return hinted
-        except (psycopg.Error, OSError) as err:
-            # The hint is an optimisation: on a broken connection, fall back to polling and
-            # reconnect on the next wait.
-            broken, self._listener = self._listener, None
-            if broken is not None:
-                with contextlib.suppress(psycopg.Error, OSError):
-                    await broken.close()
-            _log.info("PostgreSQL at %s: LISTEN connection lost (%s)", self.where, _one_line(err))
-            await asyncio.sleep(min(timeout_s, 0.5))
-            return False
-
-    async def _listen(self) -> _Conn:
-        if self._listener is None or self._listener.closed:
-            listener = await psycopg.AsyncConnection.connect(self.url, **self._connect_kwargs())
-            await listener.execute(f"LISTEN {sql.NOTIFY_CHANNEL}".encode())
-            self._listener = listener
-        return self._listener
+        return await self._db.wait_for_hint(sql.NOTIFY_CHANNEL, timeout_s)
 
     # -- group commit -----------------------------------------------------------------------------
 
@@ -538,11 +349,11 @@ class PostgresStore(SharedStore):
         params: list[Any] = task_arrays([w.record for w in batch if w.record is not None])
         params += [[w.due_in_s for w in batch], [w.wid for w in batch]]
 
-        async def run(conn: _Conn) -> list[tuple[Any, ...]]:
+        async def run(conn: Conn) -> list[tuple[Any, ...]]:
             cursor = await conn.execute(sql.CREATE.encode(), params)
             return await cursor.fetchall()
 
-        inserted = {row[0] for row in await self._retrying("record new tasks", run)}
+        inserted = {row[0] for row in await self._db.run("record new tasks", run)}
         missing = [w for w in batch if w.task_id not in inserted]
         outcomes = await self._outcomes(missing) if missing else {}
         for write in batch:
@@ -555,11 +366,11 @@ class PostgresStore(SharedStore):
         params = write_params(batch)
         sent = time.monotonic()
 
-        async def run(conn: _Conn) -> list[tuple[Any, ...]]:
+        async def run(conn: Conn) -> list[tuple[Any, ...]]:
             cursor = await conn.execute(sql.WRITE.encode(), params)
             return await cursor.fetchall()
 
-        applied = {row[0] for row in await self._retrying("record tasks' progress", run)}
+        applied = {row[0] for row in await self._db.run("record tasks' progress", run)}
         skipped = [w for w in batch if w.wid not in applied]
         outcomes = await self._outcomes(skipped) if skipped else {}
         for write in batch:
