@@ -11,6 +11,7 @@ import pytest
 
 from asyncplugin.cli import main
 from asyncplugin.engine.store.pg_schema import SCHEMA_VERSION
+from asyncplugin.engine.store.sqlite_schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from tests.cli.conftest import ROOT
 from tests.pg_server import free_port
 
@@ -28,9 +29,9 @@ def test_migrate_applies_the_schema_once(
 
 
 def test_migrate_a_sqlite_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A SQLite path works too (its schema is created at version 1)."""
+    """A SQLite path works too (its schema is created at its current version)."""
     assert main(["store", "migrate", str(tmp_path / "t.db")]) == 0
-    assert "migrated from version 0 to 1" in capsys.readouterr().out
+    assert f"migrated from version 0 to {SQLITE_SCHEMA_VERSION}" in capsys.readouterr().out
 
 
 def test_a_url_that_does_not_connect_is_one_line_and_non_zero() -> None:

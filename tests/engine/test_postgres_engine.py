@@ -19,12 +19,18 @@ from typing import Any
 import psycopg
 import pytest
 
-from asyncplugin.engine import Engine, PollingPolicy, TaskUpdate, TransportRetryPolicy
+from asyncplugin.engine import (
+    Engine,
+    PollingPolicy,
+    TaskStateError,
+    TaskUpdate,
+    TransportRetryPolicy,
+)
 from asyncplugin.engine.store import LeaseTerms
 from asyncplugin.engine.store.postgres import PostgresStore
 from asyncplugin.protocol import TaskState
 from asyncplugin.v1 import plugin_pb2
-from tests.engine.plugins import Answer, Behaviour, Job, PluginServer
+from tests.engine.plugins import Answer, Behaviour, Job, PluginServer, done, running
 from tests.reliability.invariants import history_problems
 
 POLICY = PollingPolicy(
@@ -283,3 +289,54 @@ async def test_a_worker_at_capacity_leases_again_as_soon_as_tasks_leave(workers:
         assert calls.overlaps() == []
     finally:
         await server.stop()
+
+
+async def test_a_completion_through_another_worker_wins_over_a_check_in_flight(
+    workers: Workers,
+) -> None:
+    """Worker A's status check is in flight when the plugin completes the task through worker
+    B: B takes the task over and records the completion; A's answer is refused by the fence,
+    so exactly one end is recorded. A repeated completion is idempotent, a different one is
+    refused with the task's state."""
+    entered, answer = asyncio.Event(), asyncio.get_running_loop().create_future()
+
+    async def behaviour(request: plugin_pb2.InvokeRequest) -> Answer:
+        if not request.is_status_check:
+            return running({"job": request.context.task_id})
+        entered.set()
+        result: Answer = await answer
+        return result
+
+    server, calls = await _plugin(behaviour)
+    a = await workers()
+    b = await workers()
+    await b._leasing.stop()  # type: ignore[union-attr] # b serves the API only
+    try:
+        task_id = await a.submit(server.target)
+        async with asyncio.timeout(20):
+            await entered.wait()
+        record, repeated = await b.complete(task_id, data=b"pushed")
+        assert record.state is TaskState.SUCCEEDED
+        assert record.result == b"pushed"
+        assert not repeated
+        assert (await b.complete(task_id, data=b"pushed"))[1] is True
+        with pytest.raises(TaskStateError, match="SUCCEEDED"):
+            await b.complete(task_id, data=b"other")
+        answer.set_result(done(b"polled"))
+
+        async def refused() -> bool:
+            return bool(a.store.refused_writes)  # type: ignore[attr-defined]
+
+        await _until(refused, timeout_s=10)
+        final = await a.get(task_id)
+        assert final.state is TaskState.SUCCEEDED
+        assert final.result == b"pushed"
+        history = await a.checks(task_id)
+        ends = [c for c in history if c.outcome.value in ("SUCCEEDED", "FAILED", "CANCELLED")]
+        assert len(ends) == 1
+        assert history_problems(history) == []
+    finally:
+        if not answer.done():
+            answer.set_result(done(b"late"))
+        await server.stop()
+    del calls

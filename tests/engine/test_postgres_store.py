@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import psycopg
 import pytest
 
-from asyncplugin.engine import StoreError, TaskRecord
+from asyncplugin.engine import StoreError, TaskOptions, TaskRecord
 from asyncplugin.engine.errors import LeaseLost
 from asyncplugin.engine.store import LeaseTerms, open_store
 from asyncplugin.engine.store.pg_batch import Write
@@ -282,6 +282,37 @@ async def test_one_hint_per_batch_of_new_tasks(workers: Workers) -> None:
         hints = list(listener.notifies(timeout=0.5))
     assert len(await a.list()) == 50
     assert len(hints) == 1
+
+
+async def test_a_second_task_with_the_same_request_id_is_refused(workers: Workers) -> None:
+    """Request ids name one task across workers: the second create is refused, naming it."""
+    a, b = await workers(), await workers()
+    options = TaskOptions(request_id="same")
+    await a.create(_record("a", options=options))
+    with pytest.raises(ValueError, match="request id 'same'"):
+        await b.create(_record("b", options=options))
+    assert await b.get("b") is None
+    found = await b.find_request("same")
+    assert found is not None
+    assert found.task_id == "a"
+
+
+async def test_a_report_through_another_worker_takes_the_task_over(workers: Workers) -> None:
+    """take_over gives the task a new token whoever holds it (the holder's writes are refused
+    from then on) and makes the next call wait for what was left of the old lease."""
+    a, b = await workers(), await workers()
+    now = time.time()
+    await a.create(_due_now("t1", now))
+    (lease,) = await a.lease_due(limit=1)
+    taken = await b.take_over("t1")
+    assert taken is not None
+    assert taken.due_in_s > TERMS.lease_s - 5.0  # a's lease had ~30 s left
+    assert b.holds("t1")
+    with pytest.raises(LeaseLost):
+        await a.record(dataclasses.replace(lease.record, state=TaskState.RUNNING))
+    done = _due_now("t1", now, state=TaskState.SUCCEEDED, next_check_time=None, end_time=now)
+    await b.record(done)
+    assert await b.take_over("t1") is None  # finished: nothing to take over
 
 
 async def test_a_retried_write_is_applied_once(workers: Workers) -> None:

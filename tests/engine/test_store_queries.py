@@ -1,4 +1,4 @@
-"""What the engine service asks of both stores: filters, newest-first pages with cursors, id
+"""What the engine service asks of every store: filters, newest-first pages with cursors, id
 prefixes, request ids, history after a revision, deletion; and SQLite's v1 -> v2 migration."""
 
 from __future__ import annotations
@@ -25,10 +25,18 @@ from asyncplugin.protocol import TaskState
 from tests.engine.test_store import _check, _record
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
-    """Each test runs against both stores."""
-    made: TaskStore = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "t.db")
+    """Each test runs against every store (PostgreSQL: a fresh schema, tests/conftest.py)."""
+    made: TaskStore
+    if request.param == "memory":
+        made = MemoryStore()
+    elif request.param == "sqlite":
+        made = SqliteStore(tmp_path / "t.db")
+    else:
+        from asyncplugin.engine import open_store
+
+        made = open_store(request.getfixturevalue("pg_database"))
     await made.open()
     yield made
     await made.close()
@@ -170,8 +178,12 @@ def test_open_store_reads_paths_and_urls(tmp_path: Path) -> None:
     assert isinstance(url, SqliteStore)
     assert url.path == tmp_path / "b.db"
     assert isinstance(open_store("memory:"), MemoryStore)
-    with pytest.raises(ValueError, match="unknown kind 'postgresql'"):
-        open_store("postgresql://host/db")
+    from asyncplugin.engine.store.postgres import PostgresStore
+
+    assert isinstance(open_store("postgresql://host/db"), PostgresStore)
+    assert isinstance(open_store("postgres://host/db"), PostgresStore)
+    with pytest.raises(ValueError, match="unknown kind 'mysql'"):
+        open_store("mysql://host/db")
     with pytest.raises(ValueError, match="no task store at"):
         open_store(str(tmp_path / "missing.db"), read_only=True)
     (tmp_path / "a.db").touch()

@@ -21,7 +21,7 @@ FAST_POLICY = (
 
 
 async def start_daemon_process(
-    store: Path, log: Path, *extra: str, port: int = 0
+    store: Path | str, log: Path, *extra: str, port: int = 0
 ) -> tuple[Child, str]:
     """Spawns the daemon on 127.0.0.1; returns it and the address it announced."""
     child = Child(

@@ -15,6 +15,7 @@ from asyncplugin.engine import Engine, SqliteStore, StoreError
 from asyncplugin.service import EngineClient, read_key_file
 from asyncplugin.v1 import task_pb2
 from tests.engine.plugins import Job
+from tests.pg_server import free_port
 from tests.reliability.procs import ROOT
 from tests.service.conftest import Serve
 from tests.service.daemon_proc import start_daemon_process
@@ -53,8 +54,17 @@ def test_bad_key_files_are_one_line_errors(
 def test_bad_store_urls_are_one_line_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["engine", "serve", "--port", "0", "--store", "postgresql://db/x"]) == 2
-    assert "unknown kind 'postgresql'" in capsys.readouterr().err
+    assert main(["engine", "serve", "--port", "0", "--store", "mysql://db/x"]) == 2
+    assert "unknown kind 'mysql'" in capsys.readouterr().err
+    # A PostgreSQL store where nothing answers: one line naming the host and the cause.
+    port = free_port()
+    url = f"postgresql://worker:pw@127.0.0.1:{port}/x"
+    assert main(["engine", "serve", "--port", "0", "--store", url]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"127.0.0.1:{port}/x" in err
+    assert "Connection refused" in err
+    assert "pw@" not in err
 
 
 async def test_daemon_serves_holds_the_store_and_stops_gracefully(

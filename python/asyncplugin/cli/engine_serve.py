@@ -7,8 +7,10 @@ The daemon serves EngineService and google.longrunning.Operations over the tasks
 gracefully on SIGTERM or SIGINT: health turns NOT_SERVING, open watches end (clients resume),
 calls in flight get --grace-s, then the engine stops and the store is released; exit 0. The
 first line on stdout is "engine serving on HOST:PORT (store ...)", so scripts can read the port
-chosen by --port 0. While it runs it holds the store: an in-process `asyncplugin invoke` on the
-same store is refused with the daemon's address and the --engine flag to use.
+chosen by --port 0. While it runs it holds an SQLite store: an in-process `asyncplugin invoke` on
+the same store is refused with the daemon's address and the --engine flag to use. On a
+postgresql:// store any number of daemons run side by side, each leasing the tasks it runs
+(docs/scale-out.md); every one of them serves every task.
 
 Security (the plugin server's mechanisms): --tls-cert/--tls-key serve TLS, --tls-client-ca
 requires client certificates (mutual TLS), --token-file (or $ASYNCPLUGIN_TOKEN) requires a
@@ -43,7 +45,7 @@ from asyncplugin.protocol.security import read_token_file
 from asyncplugin.service import CompletionTokens, EngineServer, Limits, new_key_line, read_key_file
 from asyncplugin.service.tokens import DEFAULT_TOKEN_TTL_S
 
-from .common import add_command, add_policy_options, policy_from_args
+from .common import add_command, add_policy_options, policy_from_args, store_name
 from .errors import UsageError
 from .serve import security_options
 
@@ -64,8 +66,8 @@ def register(subparsers: Any) -> None:
         "--store",
         default=os.environ.get("ASYNCPLUGIN_STORE", DEFAULT_STORE),
         metavar="FILE|URL",
-        help="task store: an SQLite file or sqlite:///FILE (default: $ASYNCPLUGIN_STORE or "
-        "./%(default)s)",
+        help="task store: an SQLite file, sqlite:///FILE, or a postgresql://user@host/db URL "
+        "that several daemons share (default: $ASYNCPLUGIN_STORE or ./%(default)s)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on [%(default)s]")
     serve.add_argument(
@@ -219,7 +221,7 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise UsageError(str(err)) from err
-    asyncio.run(_serve(server, args.store, args.grace_s))
+    asyncio.run(_serve(server, store_name(args.store), args.grace_s))
     return 0
 
 

@@ -356,7 +356,14 @@ class Engine:
                 found = await self.store.find_request(options.request_id)
                 if found is not None:
                     return _same_request(found, target, method, data), False
-                return await self._create(scheduler, target, method, data, options), True
+                try:
+                    return await self._create(scheduler, target, method, data, options), True
+                except ValueError:
+                    # Another engine worker on a shared store created it meanwhile.
+                    found = await self.store.find_request(options.request_id)
+                    if found is None:
+                        raise
+                    return _same_request(found, target, method, data), False
         return await self._create(scheduler, target, method, data, options), True
 
     async def _create(

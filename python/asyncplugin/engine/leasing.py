@@ -17,7 +17,9 @@ workers) `Leasing` replaces that load:
     decides) and leaves this worker's heap, so a worker holds only near work;
   - `wait`, `cancel` and `watch` of a task another worker holds go through the store: a cancel
     is requested (flag + hint) and carried out by the holder; waits and watches read the store
-    at a growing interval (50 ms to 1 s), and are woken at once by this worker's own writes.
+    at a growing interval (50 ms to 1 s), and are woken at once by this worker's own writes;
+  - a completion or progress report the plugin sends to this worker for a task another worker
+    holds takes the task over (`take_over`: a new token, so exactly one end is recorded).
 """
 
 from __future__ import annotations
@@ -151,6 +153,15 @@ class Leasing:
 
     # -- hooks the engine calls -------------------------------------------------------------
 
+    async def take_over(self, task_id: str) -> bool:
+        """Makes this worker the task's holder (see `SharedStore.take_over`); False if the
+        task has ended."""
+        lease = await self._store.take_over(task_id)
+        if lease is None:
+            return False
+        self._adopt(lease)
+        return True
+
     def pin(self, task_id: str) -> contextlib.AbstractContextManager[None]:
         """The writes of one step, bound to the lease it starts under."""
         return self._store.pin(task_id)
@@ -228,12 +239,11 @@ class Leasing:
 
     async def follow(self, task_id: str) -> AsyncIterator[TaskUpdate]:
         """Every change of one task wherever it runs: this worker's at once, others' as the
-        store shows them (with the check-history entries recorded since)."""
+        store shows them (a newer revision, with the history entries recorded since)."""
         engine = self._engine
         queue = engine._notifier.subscribe(task_id)
         try:
             record = await engine.get(task_id)
-            seen = len(await self._store.checks(task_id))
             yield TaskUpdate(record=record)
             delay = _POLL_FIRST_S
             while not record.is_terminal:
@@ -241,21 +251,22 @@ class Leasing:
                     update = await asyncio.wait_for(queue.get(), delay)
                 except TimeoutError:
                     delay = min(delay * 1.5, _POLL_MAX_S)
-                    update = await self._changed(task_id, record, seen)
+                    update = await self._changed(task_id, record)
                 else:
                     if update is None:
                         return  # the engine stopped
                     delay = _POLL_FIRST_S
-                if update is not None:
+                if update is not None and update.record.revision > record.revision:
                     record = update.record
-                    seen += len(update.checks)
                     yield update
         finally:
             engine._notifier.unsubscribe(task_id, queue)
 
-    async def _changed(self, task_id: str, last: TaskRecord, seen: int) -> TaskUpdate | None:
+    async def _changed(self, task_id: str, last: TaskRecord) -> TaskUpdate | None:
         found = await self._store.get(task_id)
-        if found is None or found == last:
+        if found is None or found.revision <= last.revision:
             return None
-        checks = (await self._store.checks(task_id))[seen:]
-        return TaskUpdate(record=found, checks=tuple(checks))
+        checks = await self._store.checks_after(task_id, last.revision)
+        return TaskUpdate(
+            record=found, checks=tuple(c for c in checks if c.revision <= found.revision)
+        )

@@ -243,6 +243,14 @@ class SharedStore(TaskStore):
         """
 
     @abc.abstractmethod
+    async def take_over(self, task_id: str) -> Lease | None:
+        """Leases an unfinished task to this worker whoever holds it, with a new token (the
+        previous holder's writes are refused from then on), for a report the plugin sent to
+        this worker (a completion, a progress update); `due_in_s` is at least what was left of
+        the previous lease, so no call is sent while the previous holder's may still run.
+        None if the task has ended."""
+
+    @abc.abstractmethod
     async def release(self, task_ids: Collection[str]) -> None:
         """Gives leases back (fenced), so other workers may run the tasks at once."""
 

@@ -96,7 +96,7 @@ class GroupCommit:
 
 def task_arrays(records: Sequence[TaskRecord]) -> list[list[Any]]:
     """Column arrays of whole task rows (TASK_COLUMNS), for creating tasks."""
-    columns: list[list[Any]] = [[] for _ in range(18)]
+    columns: list[list[Any]] = [[] for _ in range(21)]
     for record in records:
         for column, value in zip(columns, task_row(record), strict=True):
             column.append(value)
@@ -105,14 +105,15 @@ def task_arrays(records: Sequence[TaskRecord]) -> list[list[Any]]:
 
 def _progress_arrays(batch: Sequence[Write]) -> list[list[Any]]:
     """Column arrays of PROGRESS_COLUMNS (NULLs where a write has no record)."""
-    columns: list[list[Any]] = [[] for _ in range(11)]
+    columns: list[list[Any]] = [[] for _ in range(12)]
     for w in batch:
         r = w.record
         row = (
             (w.task_id, int(r.state), r.update_time, r.start_time, r.end_time,
-             r.next_check_time, r.check_count, r.retries, r.status, r.result, r.error)
+             r.next_check_time, r.check_count, r.retries, r.status, r.result, r.error,
+             r.revision)
             if r is not None
-            else (w.task_id,) + (None,) * 10
+            else (w.task_id,) + (None,) * 11
         )  # fmt: skip
         for column, value in zip(columns, row, strict=True):
             column.append(value)
@@ -132,5 +133,5 @@ def write_params(batch: Sequence[Write]) -> list[Any]:
     checks = [(w.wid, check) for w in batch for check in w.checks]
     params.append([wid for wid, _ in checks])
     rows = [check_row(check) for _, check in checks]
-    params += [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 11
+    params += [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 12
     return params

@@ -6,7 +6,7 @@ Version 1:
     tasks(seq identity, task_id PK, target, method, state smallint, payload bytea,
           idempotency_key, options text (JSON), create_time .. deadline float8 (the record's
           epoch seconds, as the worker that wrote them read its clock), check_count, retries,
-          status, result, error bytea,
+          status, result, error bytea, labels text (JSON), request_id, revision,
           due_at timestamptz        when the next call is due, on the DATABASE's clock;
                                     NULL once the task is finished
           lease_owner, lease_until  the worker holding the task and until when (database clock)
@@ -15,14 +15,17 @@ Version 1:
           last_write uuid)          the id of the last write, so a write retried after a lost
                                     connection is recognised as already applied
     checks(id identity PK, task_id FK, kind, check_number, started_time, finished_time,
-           outcome, grpc_code, message, interval_s, reason, next_check_time)
+           outcome, grpc_code, message, interval_s, reason, next_check_time, revision)
 
 Indexes: `tasks_due (due_at) WHERE due_at IS NOT NULL` is the scheduling index: finished tasks
 are not in it, so it holds only unfinished tasks however many finished ones the table keeps.
-`tasks_by_time` and `tasks_by_state` serve `list`; `tasks_cancel` (partial, tiny) finds cancel
-requests; `checks_by_task` reads one history. Lease columns are in no index, so a lease (an
-UPDATE of lease columns only) can be a HOT update that touches no index (fillfactor 80 leaves
-room on each page for it).
+`tasks_by_order (create_time DESC, task_id DESC)` serves listings and their page cursors (the
+other filters are checked along it); `tasks_by_request` (unique, partial) makes a request id
+name one task; `tasks_cancel` (partial, tiny) finds cancel requests; `checks_by_task` reads one
+history. Every index costs each write that moves `due_at`, so there are no more. Task ids sort
+byte-wise (`COLLATE "C"`), as in the other stores, so id prefixes are index range scans. Lease
+columns are in no index, so a lease (an UPDATE of lease columns only) can be a HOT update that
+touches no index (fillfactor 80 leaves room on each page for it).
 
 Vacuum: `tasks` is updated several times per check, so its dead rows are vacuumed after a fixed
 10,000 instead of autovacuum's default 20% of the table (which on a million-row table lets 200k
@@ -53,7 +56,7 @@ SCHEMA_VERSION: Final = 1
 _V1: Final = """
 CREATE TABLE tasks (
     seq bigint GENERATED ALWAYS AS IDENTITY,
-    task_id text PRIMARY KEY,
+    task_id text COLLATE "C" PRIMARY KEY,
     target text NOT NULL,
     method text NOT NULL,
     state smallint NOT NULL,
@@ -71,6 +74,9 @@ CREATE TABLE tasks (
     status bytea,
     result bytea,
     error bytea,
+    labels text NOT NULL DEFAULT '{}',
+    request_id text NOT NULL DEFAULT '',
+    revision integer NOT NULL DEFAULT 1,
     due_at timestamptz,
     lease_owner text,
     lease_until timestamptz,
@@ -85,12 +91,12 @@ CREATE TABLE tasks (
     autovacuum_analyze_scale_factor = 0.02
 );
 CREATE INDEX tasks_due ON tasks (due_at) WHERE due_at IS NOT NULL;
-CREATE INDEX tasks_by_time ON tasks (create_time DESC, seq DESC);
-CREATE INDEX tasks_by_state ON tasks (state, create_time DESC, seq DESC);
+CREATE INDEX tasks_by_order ON tasks (create_time DESC, task_id DESC);
+CREATE UNIQUE INDEX tasks_by_request ON tasks (request_id) WHERE request_id <> '';
 CREATE INDEX tasks_cancel ON tasks (task_id) WHERE cancel_requested;
 CREATE TABLE checks (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    task_id text NOT NULL REFERENCES tasks (task_id) ON DELETE CASCADE,
+    task_id text COLLATE "C" NOT NULL REFERENCES tasks (task_id) ON DELETE CASCADE,
     kind text NOT NULL,
     check_number integer NOT NULL,
     started_time float8 NOT NULL,
@@ -100,7 +106,8 @@ CREATE TABLE checks (
     message text NOT NULL,
     interval_s float8,
     reason text NOT NULL,
-    next_check_time float8
+    next_check_time float8,
+    revision integer NOT NULL DEFAULT 1
 ) WITH (
     autovacuum_vacuum_insert_scale_factor = 0.05
 );

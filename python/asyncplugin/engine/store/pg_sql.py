@@ -23,18 +23,26 @@ from typing import Final
 __all__ = [
     "CANCEL_REQUESTS",
     "CHECKS",
+    "CHECKS_AFTER",
+    "CHECK_COLUMNS",
     "CREATE",
+    "DELETE",
     "EXTEND",
+    "FIND_IDS",
+    "FIND_REQUEST",
     "GET",
     "LEASE",
     "NOTIFY_CHANNEL",
     "PROGRESS_COLUMNS",
     "RELEASE",
     "REQUEST_CANCEL",
+    "TAKE_OVER",
     "TASK_COLUMNS",
+    "TASK_COUNT",
     "WRITE",
     "WRITE_OUTCOMES",
     "list_tasks",
+    "query_tasks",
 ]
 
 NOTIFY_CHANNEL: Final = "asyncplugin_work"
@@ -43,29 +51,34 @@ NOTIFY_CHANNEL: Final = "asyncplugin_work"
 TASK_COLUMNS: Final = (
     "task_id, target, method, state, payload, idempotency_key, options, create_time, "
     "update_time, start_time, end_time, next_check_time, deadline, check_count, retries, "
-    "status, result, error"
+    "status, result, error, labels, request_id, revision"
 )
+"""The record's columns, in `rows.task_row` order (the same as SQLite's)."""
+TASK_COUNT: Final = 21
 CHECK_COLUMNS: Final = (
     "task_id, kind, check_number, started_time, finished_time, outcome, grpc_code, message, "
-    "interval_s, reason, next_check_time"
+    "interval_s, reason, next_check_time, revision"
 )
+"""A history entry's columns, in `rows.check_row` order."""
 _TASK_TYPES: Final = (
     "text", "text", "text", "int2", "bytea", "text", "text", "float8", "float8", "float8",
-    "float8", "float8", "float8", "int4", "int4", "bytea", "bytea", "bytea",
+    "float8", "float8", "float8", "int4", "int4", "bytea", "bytea", "bytea", "text", "text",
+    "int4",
 )  # fmt: skip
 PROGRESS_COLUMNS: Final = (
     "task_id, state, update_time, start_time, end_time, next_check_time, check_count, retries, "
-    "status, result, error"
+    "status, result, error, revision"
 )
 """The columns a `record` call writes: the others (target, method, payload, key, options, create
-time, deadline) are fixed when the task is created, so a check never sends the payload again."""
+time, deadline, labels, request id) are fixed when the task is created, so a check never sends
+the payload again."""
 _PROGRESS_TYPES: Final = (
     "text", "int2", "float8", "float8", "float8", "float8", "int4", "int4", "bytea", "bytea",
-    "bytea",
+    "bytea", "int4",
 )  # fmt: skip
 _CHECK_TYPES: Final = (
     "text", "text", "int4", "float8", "float8", "text", "text", "text", "float8", "text",
-    "float8",
+    "float8", "int4",
 )  # fmt: skip
 
 
@@ -85,13 +98,14 @@ WITH v AS (
     SELECT {", ".join(f"v.{name}" for name in _T)},
            now() + make_interval(secs => v.due_in), v.wid
     FROM v
-    ON CONFLICT (task_id) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING task_id, due_at
 )
 SELECT i.task_id, CASE WHEN i.due_at IS NOT NULL THEN pg_notify('{NOTIFY_CHANNEL}', '') END
 FROM i"""
 """Inserts new tasks, unleased and due as recorded; one hint per batch (PostgreSQL delivers
-identical notifications of one transaction once). Returns the ids inserted."""
+identical notifications of one transaction once). Returns the ids inserted: a task id or a
+request id already taken inserts nothing (the caller finds out which)."""
 
 _SET_ROW: Final = ", ".join(
     f"{name} = v.{name}" for name in PROGRESS_COLUMNS.replace(" ", "").split(",")[1:]
@@ -158,6 +172,26 @@ WHERE t.task_id = c.task_id
 RETURNING {", ".join(f"t.{name}" for name in _T)}, t.lease_token,
     greatest(extract(epoch FROM t.due_at - now()), 0)::float8, t.cancel_requested"""
 
+TAKE_OVER: Final = f"""
+WITH old AS (
+    SELECT task_id, lease_until FROM tasks
+    WHERE task_id = %(task_id)s AND due_at IS NOT NULL
+    FOR UPDATE
+)
+UPDATE tasks t
+SET lease_owner = %(owner)s,
+    lease_token = t.lease_token + 1,
+    lease_until = greatest(t.due_at, now(), old.lease_until) + make_interval(secs => %(lease_s)s)
+FROM old
+WHERE t.task_id = old.task_id
+RETURNING {", ".join(f"t.{name}" for name in _T)}, t.lease_token,
+    greatest(extract(epoch FROM t.due_at - now()), extract(epoch FROM old.lease_until - now()),
+             0)::float8,
+    t.cancel_requested"""
+"""Leases an unfinished task to this worker whoever holds it (a completion reported to this
+worker): the token grows, so the previous holder's writes are refused from now on, and the
+next call is not due before the previous lease would have ended (its call may still run)."""
+
 EXTEND: Final = """
 UPDATE tasks SET lease_until = now() + make_interval(secs => %s)
 WHERE task_id = %s AND lease_token = %s
@@ -179,6 +213,17 @@ WHERE cancel_requested AND due_at IS NOT NULL AND lease_owner = %s"""
 
 GET: Final = f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = %s"
 
+FIND_REQUEST: Final = f"SELECT {TASK_COLUMNS} FROM tasks WHERE request_id = %s"
+
+FIND_IDS: Final = """
+SELECT task_id FROM tasks WHERE task_id >= %s AND task_id < %s ORDER BY task_id LIMIT %s"""
+
+CHECKS_AFTER: Final = f"""
+SELECT {CHECK_COLUMNS} FROM checks WHERE task_id = %s AND revision > %s ORDER BY id"""
+
+DELETE: Final = "DELETE FROM tasks WHERE task_id = %s RETURNING 1"
+"""Removes a task; its history goes with it (ON DELETE CASCADE)."""
+
 CHECKS: Final = f"SELECT {CHECK_COLUMNS} FROM checks WHERE task_id = %s ORDER BY id"
 
 
@@ -191,3 +236,27 @@ def list_tasks(*, by_state: bool, limited: bool) -> str:
     if limited:
         sql += " LIMIT %s"
     return sql
+
+
+def query_tasks(
+    *, states: bool, target: bool, after: bool, before: bool, labels: bool, cursor: bool
+) -> str:
+    """The `query` statement for the criteria given (each one parameter, in this order; the
+    cursor two), newest first by creation time then id, with LIMIT last."""
+    clauses = []
+    if states:
+        clauses.append("state = ANY(%s::int2[])")
+    if target:
+        clauses.append("target = %s")
+    if after:
+        clauses.append("create_time >= %s")
+    if before:
+        clauses.append("create_time < %s")
+    if labels:
+        clauses.append("labels::jsonb @> %s::jsonb")
+    if cursor:
+        clauses.append("(create_time, task_id) < (%s, %s)")
+    sql = f"SELECT {TASK_COLUMNS} FROM tasks"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    return sql + " ORDER BY create_time DESC, task_id DESC LIMIT %s"

@@ -28,6 +28,7 @@ import asyncio
 import builtins
 import contextlib
 import contextvars
+import json
 import logging
 import os
 import socket
@@ -46,6 +47,7 @@ from .base import Lease, LeaseTerms, SharedStore
 from .pg_batch import GroupCommit, Write, task_arrays, write_params
 from .pg_connection import Conn, Connections, describe_url
 from .pg_schema import SCHEMA_VERSION, migrate
+from .query import TaskCursor, TaskFilter
 from .rows import check_from_row, task_from_row
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "describe_url"]
@@ -242,6 +244,59 @@ class PostgresStore(SharedStore):
         rows = await self._fetch("read a check history", sql.CHECKS, [task_id])
         return [check_from_row(row) for row in rows]
 
+    async def query(
+        self, where: TaskFilter, *, limit: int, after: TaskCursor | None = None
+    ) -> builtins.list[TaskRecord]:
+        """Tasks passing `where`, newest first (creation time, then id), after `after`."""
+        params: list[Any] = []
+        if where.states is not None:
+            if not where.states:
+                return []
+            params.append(sorted(int(state) for state in where.states))
+        if where.target is not None:
+            params.append(where.target)
+        if where.created_after is not None:
+            params.append(where.created_after)
+        if where.created_before is not None:
+            params.append(where.created_before)
+        if where.labels:
+            params.append(json.dumps(dict(where.labels)))
+        if after is not None:
+            params.extend((after.create_time, after.task_id))
+        params.append(limit)
+        query = sql.query_tasks(
+            states=where.states is not None,
+            target=where.target is not None,
+            after=where.created_after is not None,
+            before=where.created_before is not None,
+            labels=bool(where.labels),
+            cursor=after is not None,
+        )
+        rows = await self._fetch("list tasks", query, params)
+        return [task_from_row(row) for row in rows]
+
+    async def find_ids(self, prefix: str, *, limit: int) -> builtins.list[str]:
+        """Ids of tasks starting with `prefix`, sorted, at most `limit` (an index range scan)."""
+        params = [prefix, prefix + chr(0x10FFFF), limit]  # task ids sort byte-wise (C)
+        rows = await self._fetch("look up task ids", sql.FIND_IDS, params)
+        return [row[0] for row in rows]
+
+    async def find_request(self, request_id: str) -> TaskRecord | None:
+        """The task submitted with this request id, or None."""
+        if not request_id:
+            return None
+        rows = await self._fetch("look up a request id", sql.FIND_REQUEST, [request_id])
+        return task_from_row(rows[0]) if rows else None
+
+    async def checks_after(self, task_id: str, revision: int) -> builtins.list[CheckRecord]:
+        """The task's history entries recorded after `revision`, oldest first."""
+        rows = await self._fetch("read a check history", sql.CHECKS_AFTER, [task_id, revision])
+        return [check_from_row(row) for row in rows]
+
+    async def delete(self, task_id: str) -> bool:
+        """Removes a task and its history (engines delete finished tasks only)."""
+        return bool(await self._fetch("delete a task", sql.DELETE, [task_id]))
+
     # -- leases ---------------------------------------------------------------------------------
 
     def holds(self, task_id: str) -> bool:
@@ -265,14 +320,24 @@ class PostgresStore(SharedStore):
             "lease_s": self._terms.lease_s,
         }
         rows = await self._fetch("lease due tasks", sql.LEASE, params)
-        leases = []
-        for row in rows:
-            record = task_from_row(row[:18])
-            token, due_in_s, cancel = int(row[18]), float(row[19]), bool(row[20])
-            self._held[record.task_id] = _Held(token, sent + due_in_s + self._terms.lease_s)
-            leases.append(Lease(record=record, due_in_s=due_in_s, cancel_requested=cancel))
-        leases.sort(key=lambda lease: lease.due_in_s)
-        return leases
+        leases = [self._leased(row, sent) for row in rows]
+        return sorted(leases, key=lambda lease: lease.due_in_s)
+
+    def _leased(self, row: Sequence[Any], sent: float) -> Lease:
+        """A LEASE or TAKE_OVER row: the record, then token, due_in_s, cancel_requested."""
+        count = sql.TASK_COUNT
+        record = task_from_row(row[:count])
+        token, due_in_s, cancel = int(row[count]), float(row[count + 1]), bool(row[count + 2])
+        self._held[record.task_id] = _Held(token, sent + due_in_s + self._terms.lease_s)
+        return Lease(record=record, due_in_s=due_in_s, cancel_requested=cancel)
+
+    async def take_over(self, task_id: str) -> Lease | None:
+        """Leases the task to this worker whoever holds it (see pg_sql.TAKE_OVER); None if it
+        has ended."""
+        sent = time.monotonic()
+        params = {"task_id": task_id, "owner": self.owner, "lease_s": self._terms.lease_s}
+        rows = await self._fetch("take a task over", sql.TAKE_OVER, params)
+        return self._leased(rows[0], sent) if rows else None
 
     @contextlib.contextmanager
     def pin(self, task_id: str) -> Iterator[None]:
@@ -357,10 +422,17 @@ class PostgresStore(SharedStore):
         missing = [w for w in batch if w.task_id not in inserted]
         outcomes = await self._outcomes(missing) if missing else {}
         for write in batch:
-            if write.task_id in inserted or outcomes.get(write.task_id, (None,))[0] == write.wid:
+            found = outcomes.get(write.task_id)
+            if write.task_id in inserted or (found is not None and found[0] == write.wid):
                 write.future.set_result(None)
-            else:
+            elif found is not None:
                 write.future.set_exception(ValueError(f"task {write.task_id!r} already exists"))
+            else:
+                assert write.record is not None
+                request_id = write.record.options.request_id
+                write.future.set_exception(
+                    ValueError(f"request id {request_id!r} is already used by another task")
+                )
 
     async def _flush_writes(self, batch: builtins.list[Write]) -> None:
         params = write_params(batch)
