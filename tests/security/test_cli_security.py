@@ -19,7 +19,7 @@ import pytest
 from asyncplugin.cli import build_parser, main
 from asyncplugin.cli.common import connection
 from asyncplugin.cli.payload_types import resolve
-from asyncplugin.cli.serve import security_options
+from asyncplugin.cli.server_options import security_options
 from asyncplugin.plugin import PluginServer
 from server.transcriber import Transcriber
 from tests.security.conftest import Pki

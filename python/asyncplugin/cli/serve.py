@@ -28,25 +28,22 @@ import importlib
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from asyncplugin.cli import UsageError
 from asyncplugin.observability import configure_logging, start_metrics_server
-from asyncplugin.observability.otlp import otlp_tracer_provider
-from asyncplugin.plugin import (
-    DEFAULT_GRACE_S,
-    AsyncPlugin,
-    PluginServer,
-    PluginTelemetry,
-    ServerSecurity,
-    serve,
-)
+from asyncplugin.plugin import DEFAULT_GRACE_S, AsyncPlugin, PluginServer, PluginTelemetry, serve
 from asyncplugin.plugin.loading import PluginLoadError, as_plugin
-from asyncplugin.plugin.security import InsecureBindError, check_bind
 from asyncplugin.protocol import limits
-from asyncplugin.protocol.security import TOKEN_ENV, env_token, read_token_file
+
+from .server_options import (
+    add_observability_arguments,
+    add_security_arguments,
+    check_observability_arguments,
+    metrics_registry,
+    security_options,
+    tracer_provider,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,27 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="largest message received or sent [%(default)s]",
     )
-    security = parser.add_argument_group("security")
-    security.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate chain")
-    security.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key")
-    security.add_argument(
-        "--tls-client-ca",
-        type=Path,
-        metavar="FILE",
-        help="PEM CA: require client certificates signed by it (mutual TLS)",
-    )
-    security.add_argument(
-        "--token-file",
-        type=Path,
-        metavar="FILE",
-        help=f"require a bearer token on every call: one token per line (several allow "
-        f"rotation); default ${TOKEN_ENV} if set",
-    )
-    security.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow serving without TLS on a non-loopback --host",
-    )
+    add_security_arguments(parser)
     parser.add_argument(
         "--grace-s",
         type=float,
@@ -102,59 +79,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_observability_arguments(parser)
     parser.set_defaults(handler=run)
-
-
-def add_observability_arguments(parser: argparse.ArgumentParser) -> None:
-    """--metrics-port, --metrics-host, --otlp-endpoint and --log-format (shared by the servers)."""
-    group = parser.add_argument_group("observability")
-    group.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="PORT",
-        help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (0: a free port)",
-    )
-    group.add_argument(
-        "--metrics-host",
-        default="127.0.0.1",
-        metavar="HOST",
-        help="address the metrics endpoint listens on [%(default)s]",
-    )
-    group.add_argument(
-        "--otlp-endpoint",
-        metavar="URL",
-        help="send trace spans to this OpenTelemetry collector (OTLP/gRPC), e.g. "
-        "http://127.0.0.1:4317",
-    )
-    group.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="log lines as text, or one JSON object per line with task, trace and span ids "
-        "[%(default)s]",
-    )
-
-
-def check_observability_arguments(args: argparse.Namespace) -> None:
-    """Raises UsageError for observability options out of range."""
-    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
-        raise UsageError(f"--metrics-port must be within 0..65535, got {args.metrics_port}")
-
-
-def metrics_registry(args: argparse.Namespace) -> Any:
-    """A fresh prometheus-client registry if --metrics-port was given, else None.
-
-    Raises:
-        UsageError: the `[metrics]` extra is not installed.
-    """
-    if args.metrics_port is None:
-        return None
-    try:
-        from prometheus_client import CollectorRegistry
-    except ImportError as err:
-        raise UsageError(
-            "--metrics-port needs prometheus-client and aiohttp: pip install 'asyncplugin[metrics]'"
-        ) from err
-    return CollectorRegistry()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,11 +94,7 @@ def run(args: argparse.Namespace) -> int:
     )
     plugin = load_plugin(args.target)
     registry = metrics_registry(args)
-    provider = None
-    if args.otlp_endpoint:
-        provider = otlp_tracer_provider(
-            args.otlp_endpoint, service_name=f"asyncplugin-plugin-{plugin.name}"
-        )
+    provider = tracer_provider(args, service_name=f"asyncplugin-plugin-{plugin.name}")
     telemetry = None
     if registry is not None or provider is not None or args.log_format == "json":
         telemetry = PluginTelemetry(tracer_provider=provider, registry=registry)
@@ -213,66 +133,6 @@ async def _serve(args: argparse.Namespace, server: PluginServer, registry: Any) 
     finally:
         if metrics is not None:
             await metrics.close()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SecurityOptions:
-    """PluginServer's security arguments, from the command line (files already read)."""
-
-    security: ServerSecurity | None
-    auth_tokens: tuple[str, ...] = field(repr=False)
-    allow_insecure: bool
-
-
-def security_options(args: argparse.Namespace) -> SecurityOptions:
-    """The server's security settings from the command line (files read here), checked by the
-    same rules as PluginServer's, before the plugin is loaded or anything is bound.
-
-    Raises:
-        UsageError: options that do not go together, an unreadable file, a bad token, or
-            plaintext on a non-loopback --host without --insecure.
-    """
-    try:
-        security = (
-            ServerSecurity.from_files(
-                cert_file=args.tls_cert, key_file=args.tls_key, client_ca_file=args.tls_client_ca
-            )
-            if any(path is not None for path in (args.tls_cert, args.tls_key, args.tls_client_ca))
-            else None
-        )
-        exposed = check_bind(args.host, security=security, allow_insecure=args.insecure)
-        tokens = _tokens(args.token_file)
-    except (ValueError, InsecureBindError) as err:
-        raise UsageError(str(err)) from err
-    if exposed:
-        print(
-            f"asyncplugin serve: warning: serving plaintext on {args.host} (--insecure): "
-            "payloads and tokens cross the network unencrypted",
-            file=sys.stderr,
-        )
-    return SecurityOptions(security=security, auth_tokens=tokens, allow_insecure=args.insecure)
-
-
-def _tokens(token_file: Path | None) -> tuple[str, ...]:
-    """Tokens from --token-file, else from $ASYNCPLUGIN_TOKEN, else none (ValueError if bad)."""
-    if token_file is not None:
-        _warn_if_shared(token_file)
-        return read_token_file(token_file, many=True)
-    token = env_token()
-    return (token,) if token is not None else ()
-
-
-def _warn_if_shared(path: Path) -> None:
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return  # reading it reports the problem
-    if mode & 0o077:
-        print(
-            f"asyncplugin serve: warning: token file {path} is readable by other users "
-            f"(mode {mode & 0o777:o}); chmod 600 it",
-            file=sys.stderr,
-        )
 
 
 def _announce(server: PluginServer) -> None:

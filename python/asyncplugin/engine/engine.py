@@ -165,6 +165,12 @@ class Engine:
         return self._scheduler is not None
 
     @property
+    def telemetry(self) -> EngineTelemetry | None:
+        """The engine's traces and metrics (None: none); the engine service reports the
+        completions plugins push to it."""
+        return self._telemetry
+
+    @property
     def store_error(self) -> StoreError | None:
         """The store failure that stopped this engine's work, or None while the store works."""
         return self._store_failure

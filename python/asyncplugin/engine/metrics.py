@@ -110,12 +110,14 @@ class EngineMetrics:
         )
         self.completions = Counter(
             "asyncplugin_engine_completions",
-            "Completions pushed by plugins (CompleteTask), accepted or refused.",
-            ["result"],
+            "Completions (CompleteTask) and progress reports (UpdateTask) pushed by plugins, "
+            "accepted or refused.",
+            ["method", "result"],
             registry=registry,
         )
-        for result in ("accepted", "refused"):
-            self.completions.labels(result)
+        for method in ("CompleteTask", "UpdateTask"):
+            for result in ("accepted", "refused"):
+                self.completions.labels(method, result)
         self.load = _LoadCollector()
         registry.register(self.load)
 

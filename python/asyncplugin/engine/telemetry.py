@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata as package_metadata
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from .clock import Clock
     from .metrics import EngineMetrics
 
-__all__ = ["EngineLoad", "EngineTelemetry", "StoreWriter"]
+__all__ = ["CompletionMethod", "EngineLoad", "EngineTelemetry", "StoreWriter"]
 
 _log = logging.getLogger(__name__)
 
@@ -120,6 +120,14 @@ class _Call:
     span: trace.Span | None
     grpc_code: int | None = None
 
+
+CompletionMethod = Literal["CompleteTask", "UpdateTask"]
+"""The EngineService RPCs by which a plugin pushes a task's end or progress."""
+
+_COMPLETION_SPANS: Final[Mapping[str, str]] = {
+    "CompleteTask": "complete task",
+    "UpdateTask": "update task",
+}
 
 _CACHE_LIMIT: Final = 50_000
 """Entries kept in each look-up cache before it is emptied (bounded memory, rare misses)."""
@@ -288,26 +296,48 @@ class EngineTelemetry:
             code = code_label(record.error_code) if record.state is TaskState.FAILED else ""
             self._child("finished", metrics.finished, plugin, record.state.name, code).inc()
 
-    def completion(self, record: TaskRecord | None, *, accepted: bool, reason: str = "") -> None:
-        """Counts a completion pushed by a plugin (CompleteTask) and, for a known task, adds a
-        span to its trace. The engine service calls it for every completion it receives."""
+    def completion(
+        self,
+        record: TaskRecord | None,
+        *,
+        accepted: bool,
+        reason: str = "",
+        method: CompletionMethod = "CompleteTask",
+    ) -> None:
+        """Counts a completion (CompleteTask) or progress report (UpdateTask) pushed by a
+        plugin and, for a known task, adds a span to its trace. The engine service calls it for
+        every one it receives, accepted or refused.
+
+        Args:
+            record: the task the completion token names, as recorded after the call; None when
+                the token was refused (a forged token names no task that can be trusted).
+            accepted: whether the call was accepted (a repeated identical completion is).
+            reason: why it was refused, or a note ("already recorded"); never a token.
+            method: "CompleteTask" or "UpdateTask".
+        """
+        if method not in _COMPLETION_SPANS:
+            raise ValueError(f"method must be CompleteTask or UpdateTask, got {method!r}")
         if self._metrics is not None:
-            self._metrics.completions.labels("accepted" if accepted else "refused").inc()
+            result = "accepted" if accepted else "refused"
+            self._child("completions", self._metrics.completions, method, result).inc()
         if self._tracer is None or record is None:
             return
-        parent = parent_from_traceparent(record.options.traceparent, record.options.tracestate)
+        parent = self._parent(record.options.traceparent, record.options.tracestate)
         attributes: dict[str, Any] = {
             names.TASK_ID_ATTR: record.task_id,
             names.TASK_STATE: record.state.name,
+            names.RPC_SYSTEM: "grpc",
+            names.RPC_SERVICE: "asyncplugin.engine.v1.EngineService",
+            names.RPC_METHOD: method,
             "asyncplugin.completion.accepted": accepted,
         }
         if reason:
-            attributes["asyncplugin.completion.reason"] = reason
+            attributes["asyncplugin.completion.reason"] = reason[:200]
         span = self._tracer.start_span(
-            "complete task", context=parent, kind=SpanKind.SERVER, attributes=attributes
+            _COMPLETION_SPANS[method], context=parent, kind=SpanKind.SERVER, attributes=attributes
         )
         if not accepted:
-            span.set_status(Status(StatusCode.ERROR, reason or "refused"))
+            span.set_status(Status(StatusCode.ERROR, reason[:200] or "refused"))
         span.end()
 
     # -- calls, from the transport wrapper -----------------------------------------------------

@@ -8,15 +8,26 @@ records become messages (`convert.py`), and errors become gRPC statuses (`errors
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any, cast
 
 import grpc
 from grpc import aio
 
-from asyncplugin.engine import Engine, TaskCursor, TaskOptions, TaskRecord, TaskUpdate
+from asyncplugin.engine import (
+    Engine,
+    TaskCursor,
+    TaskNotFound,
+    TaskOptions,
+    TaskRecord,
+    TaskUpdate,
+)
+from asyncplugin.engine.telemetry import CompletionMethod
 from asyncplugin.engine.v1 import engine_pb2, engine_pb2_grpc
+from asyncplugin.observability import TASK_ID, parent_from_traceparent
+from asyncplugin.observability.tracecontext import MAX_HEADER_CHARS, traceparent_in
 
 from .convert import check_to_proto, policy_from_proto, seconds, task_to_proto, timestamp
 from .errors import BadRequest, refusing, refusing_stream
@@ -84,6 +95,7 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
         method = check_method(request.method)
         payload = check_payload(request.payload, self._limits)
         labels = check_labels(request.labels)
+        traceparent, tracestate = _trace_context(context)
         policy, deadline_s = None, None
         if request.HasField("policy"):
             try:
@@ -102,10 +114,15 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
                 "plugin_instance_id", request.plugin_instance_id, max_chars=256
             ),
             result_type=check_type_name(request.result_type),
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         record, created = await self._engine.submit_detailed(
             target, method=method, payload=payload, options=options
         )
+        if created:
+            with _task_logs(record.task_id):
+                _log.info("task %s submitted: %s at %s", record.task_id, method, target)
         return engine_pb2.SubmitTaskResponse(task=self._task(record), created=created)
 
     @refusing
@@ -200,32 +217,71 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
     ) -> engine_pb2.CancelTaskResponse:
         """See engine.proto."""
         task_id = await self._engine.resolve(request.task_id)
-        record = await self._engine.cancel(task_id)
+        with _task_logs(task_id):
+            record = await self._engine.cancel(task_id)
+            _log.info("task %s: cancel asked by a client; it is %s", task_id, record.state.name)
         return engine_pb2.CancelTaskResponse(task=self._task(record))
 
-    def _token_task(self, token: str) -> str:
-        if self._tokens is None:
-            raise TokenRejected("this engine was started without completion keys")
-        return self._tokens.verify(token, now=self._engine.clock.now())
+    def _token_task(self, token: str, method: CompletionMethod) -> str:
+        """The task the completion token is bound to; a refused token is counted as a refused
+        completion (with no span: a forged token names no task that can be trusted)."""
+        try:
+            if self._tokens is None:
+                raise TokenRejected("this engine was started without completion keys")
+            return self._tokens.verify(token, now=self._engine.clock.now())
+        except TokenRejected as rejected:
+            self._observe(None, method, accepted=False, reason=rejected.reason)
+            raise
+
+    def _observe(
+        self,
+        record: TaskRecord | None,
+        method: CompletionMethod,
+        *,
+        accepted: bool,
+        reason: str = "",
+    ) -> None:
+        telemetry = self._engine.telemetry
+        if telemetry is not None:
+            telemetry.completion(record, accepted=accepted, reason=reason, method=method)
+
+    async def _refused(self, task_id: str, method: CompletionMethod, err: Exception) -> None:
+        """Counts a refused completion of a known task, with a span in the task's trace."""
+        try:
+            record: TaskRecord | None = await self._engine.get(task_id)
+        except TaskNotFound:
+            record = None
+        self._observe(record, method, accepted=False, reason=str(err))
 
     @refusing
     async def CompleteTask(
         self, request: engine_pb2.CompleteTaskRequest, context: Context
     ) -> engine_pb2.CompleteTaskResponse:
         """See engine.proto."""
-        task_id = self._token_task(request.completion_token)
-        outcome = request.WhichOneof("outcome")
-        if outcome is None:
-            raise BadRequest("outcome", "give data (SUCCEEDED) or error (FAILED)")
-        data = check_payload(request.data, self._limits) if outcome == "data" else None
-        error = request.error if outcome == "error" else None
-        record, repeated = await self._engine.complete(task_id, data=data, error=error)
-        _log.info(
-            "task %s %s by its plugin%s",
-            task_id,
-            record.state.name,
-            " (repeated completion)" if repeated else "",
-        )
+        task_id = self._token_task(request.completion_token, "CompleteTask")
+        with _task_logs(task_id):
+            try:
+                outcome = request.WhichOneof("outcome")
+                if outcome is None:
+                    raise BadRequest("outcome", "give data (SUCCEEDED) or error (FAILED)")
+                data = check_payload(request.data, self._limits) if outcome == "data" else None
+                error = request.error if outcome == "error" else None
+                record, repeated = await self._engine.complete(task_id, data=data, error=error)
+            except Exception as err:
+                await self._refused(task_id, "CompleteTask", err)
+                raise
+            self._observe(
+                record,
+                "CompleteTask",
+                accepted=True,
+                reason="already recorded" if repeated else "",
+            )
+            _log.info(
+                "task %s %s by its plugin%s",
+                task_id,
+                record.state.name,
+                " (repeated completion)" if repeated else "",
+            )
         return engine_pb2.CompleteTaskResponse(
             task_id=task_id,
             state=int(record.state),  # type: ignore[arg-type]
@@ -237,17 +293,44 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
         self, request: engine_pb2.UpdateTaskRequest, context: Context
     ) -> engine_pb2.UpdateTaskResponse:
         """See engine.proto."""
-        task_id = self._token_task(request.completion_token)
-        record = await self._engine.update(
-            task_id,
-            progress=request.progress if request.HasField("progress") else None,
-            status_message=request.status_message,
-            remote_status_input=request.remote_status_input
-            if request.HasField("remote_status_input")
-            else None,
-            check_after_s=seconds(request.check_after) if request.HasField("check_after") else None,
-        )
+        task_id = self._token_task(request.completion_token, "UpdateTask")
+        with _task_logs(task_id):
+            try:
+                record = await self._engine.update(
+                    task_id,
+                    progress=request.progress if request.HasField("progress") else None,
+                    status_message=request.status_message,
+                    remote_status_input=request.remote_status_input
+                    if request.HasField("remote_status_input")
+                    else None,
+                    check_after_s=seconds(request.check_after)
+                    if request.HasField("check_after")
+                    else None,
+                )
+            except Exception as err:
+                await self._refused(task_id, "UpdateTask", err)
+                raise
+            self._observe(record, "UpdateTask", accepted=True)
         response = engine_pb2.UpdateTaskResponse(task_id=task_id)
         if record.next_check_time is not None:
             response.next_check_time.CopyFrom(timestamp(record.next_check_time))
         return response
+
+
+@contextlib.contextmanager
+def _task_logs(task_id: str) -> Iterator[None]:
+    """Log lines written inside name the task (`task_id` in JSON logs)."""
+    token = TASK_ID.set(task_id)
+    try:
+        yield
+    finally:
+        TASK_ID.reset(token)
+
+
+def _trace_context(context: Context) -> tuple[str, str]:
+    """The caller's W3C trace context, if it sent a valid one: the task's trace continues the
+    submitter's. A malformed or oversized one is ignored (the task starts a new trace)."""
+    traceparent, tracestate = traceparent_in(context.invocation_metadata() or ())
+    if parent_from_traceparent(traceparent, tracestate) is None:
+        return "", ""
+    return traceparent, tracestate if len(tracestate) <= MAX_HEADER_CHARS else ""
