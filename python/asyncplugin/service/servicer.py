@@ -170,13 +170,13 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
         sent = request.after_revision
         updates = cast(AsyncGenerator[TaskUpdate, None], self._engine.watch(task_id))
         closing = asyncio.ensure_future(self._closing.wait())
+        step: asyncio.Future[TaskUpdate] | None = None
         try:
             first = True
             while True:
                 step = asyncio.ensure_future(anext(updates))
                 await asyncio.wait((step, closing), return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
-                    step.cancel()
                     break
                 try:
                     update: TaskUpdate = step.result()
@@ -197,6 +197,10 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
                     return
         finally:
             closing.cancel()
+            if step is not None:
+                # The pending step runs the generator: it must end before the generator can be
+                # closed (a client that leaves mid-watch lands here, cancelled).
+                await _settle(step)
             await updates.aclose()
         await context.abort(
             grpc.StatusCode.UNAVAILABLE,
@@ -315,6 +319,15 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
         if record.next_check_time is not None:
             response.next_check_time.CopyFrom(timestamp(record.next_check_time))
         return response
+
+
+async def _settle(step: asyncio.Future[TaskUpdate]) -> None:
+    """Cancels a pending watch step and waits for it to end, retrieving its outcome."""
+    if not step.done():
+        step.cancel()
+        await asyncio.wait((step,))
+    if not step.cancelled():
+        step.exception()  # retrieved: StopAsyncIteration at the end is not an error
 
 
 @contextlib.contextmanager
