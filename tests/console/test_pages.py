@@ -509,28 +509,39 @@ async def test_plugins_page_counts_states_failures_and_latency(
 async def test_labels_filter_when_tasks_carry_labels(
     make_engine: MakeEngine, serve: Serve, open_console: StartConsole
 ) -> None:
-    """Tasks submitted with labels (options that carry them) are found by key or key=value."""
-    import dataclasses
-
-    @dataclasses.dataclass(frozen=True, kw_only=True)
-    class Labelled(TaskOptions):
-        labels: tuple[tuple[str, str], ...] = ()
-
+    """Tasks submitted with labels (TaskOptions.labels) are found by key or key=value; the rows
+    and the task page show the labels, and the task page the request id."""
     plugin = await serve(Job(checks=0))
     engine = await make_engine()
     console = await open_console(engine)
     tagged = await engine.invoke(
-        plugin.target, options=Labelled(labels=(("team", "search"),), policy=POLICY)
+        plugin.target,
+        options=TaskOptions(
+            labels={"team": "search", "tier": "gold"}, request_id="upload-42", policy=POLICY
+        ),
     )
-    other = await engine.invoke(plugin.target)
+    other = await engine.invoke(plugin.target, options=TaskOptions(labels={"team": "ads"}))
     _, page = await console.get("/tasks?label=team=search")
+    assert tagged.task_id in page
+    assert other.task_id not in page
+    assert '<span class="label">team=search</span>' in _row(page, tagged.task_id)
+    assert '<span class="label">tier=gold</span>' in _row(page, tagged.task_id)
+    _, page = await console.get("/tasks?label=tier")
     assert tagged.task_id in page
     assert other.task_id not in page
     _, page = await console.get("/tasks?label=team")
     assert tagged.task_id in page
-    assert other.task_id not in page
+    assert other.task_id in page
     _, page = await console.get("/tasks?label=team=ads")
     assert tagged.task_id not in page
+    assert other.task_id in page
+    _, page = await console.get("/tasks?label=team=sales")
+    assert 'id="no-tasks"' in page
+    _, page = await console.get(f"/tasks/{tagged.task_id}")
+    assert '<span class="label">team=search</span>' in page
+    assert '<code id="request-id">upload-42</code>' in page
+    _, page = await console.get(f"/tasks/{other.task_id}")
+    assert 'id="request-id"' not in page  # none given, none shown
 
 
 def _row(page: str, task_id: str) -> str:

@@ -49,12 +49,8 @@ CATEGORY_OF: Final[Mapping[CheckOutcome, str]] = {
 
 
 def task_labels(record: TaskRecord) -> dict[str, str]:
-    """The task's labels (key -> value); empty when the engine records none."""
-    # Labels arrive with the engine service's SubmitTask (TaskOptions.labels); engines without
-    # them simply have none, and a label filter then matches no task.
-    raw: Any = getattr(record.options, "labels", None) or {}
-    pairs = raw.items() if isinstance(raw, Mapping) else raw
-    return {str(key): str(value) for key, value in pairs}
+    """The task's labels (key -> value), as submitted (`TaskOptions.labels`); empty for none."""
+    return record.options.label_map
 
 
 def is_call(check: CheckRecord) -> bool:
@@ -125,6 +121,7 @@ class TaskRow:
     progress: float | None
     progress_text: str
     message: str
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 def task_row(record: TaskRecord, *, now: float) -> TaskRow:
@@ -143,6 +140,7 @@ def task_row(record: TaskRecord, *, now: float) -> TaskRow:
         progress=_progress_fraction(record),
         progress_text=_progress_text(record),
         message=_message(record),
+        labels=record.options.labels,
     )
 
 
