@@ -1,11 +1,14 @@
-"""The console in a real browser: Playwright driving Debian's headless chromium.
+"""The console in a real browser: Playwright driving Debian's headless chromium over the console
+that `asyncplugin engine serve --http-port 0` serves.
 
-A plugin server runs as its own process (the SlowJob example); an engine on a SQLite store runs
-with the console in this test's event loop (`EngineUnderTest`: the one place that changes when
-the console is served by `asyncplugin engine serve --http-port` instead). The browser watches the
-tasks page turn tasks SUCCEEDED without a reload, opens one task and counts one timeline mark per
-recorded call, reveals remote_status_input on request, and cancels a RUNNING task with the
-button; `asyncplugin tasks show` then reads CANCELLED from the store.
+Everything runs as an operator runs it: the plugin server (the SlowJob example) and the engine
+daemon are processes of their own, the daemon on a SQLite store with its console on a free port
+(the addresses are read from the daemon's stdout). Tasks are submitted through the daemon's gRPC
+API (`EngineClient`, what `asyncplugin invoke --engine ADDRESS --detach` does). The browser
+watches the tasks page turn tasks SUCCEEDED without a reload, opens one task and counts one
+timeline mark per call the daemon recorded, reveals remote_status_input on request, and cancels
+a RUNNING task with the button; `asyncplugin tasks show` then reads CANCELLED from the store
+(read-only, while the daemon still holds it).
 
 The screenshots of the tasks page and of a task page are taken here; `make screenshots` writes
 them to docs/ (ASYNCPLUGIN_SCREENSHOTS_DIR), any other run to a temporary folder.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -28,16 +32,11 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
-from asyncplugin.engine import (
-    CallKind,
-    CheckRecord,
-    Engine,
-    PollingPolicy,
-    SqliteStore,
-    TaskOptions,
-)
-from asyncplugin.service.console import ConsoleServer, start_console
+from asyncplugin.engine.v1 import engine_pb2
+from asyncplugin.service import EngineClient
 from tests.cli.conftest import ROOT, served
+from tests.reliability.procs import Child
+from tests.service.daemon_proc import start_daemon_process
 
 pytestmark = pytest.mark.slow
 
@@ -50,15 +49,15 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-POLICY = PollingPolicy(
-    initial_interval_s=0.25,
-    multiplier=1.6,
-    max_interval_s=1.0,
-    min_interval_s=0.1,
-    jitter=0.1,
-    deadline_s=120.0,
-    check_timeout_s=5.0,
-)
+# The daemon's polling policy: short intervals that still visibly grow.
+POLICY = (
+    "--initial-interval", "0.25",
+    "--multiplier", "1.6",
+    "--max-interval", "1.0",
+    "--min-interval", "0.1",
+    "--deadline", "120",
+    "--check-timeout", "5",
+)  # fmt: skip
 
 
 def chromium_path() -> str:
@@ -75,26 +74,44 @@ def chromium_path() -> str:
     return found
 
 
+def _name(enum: Any, value: int, prefix: str) -> str:
+    """An engine.v1 enum value's name without its prefix ("RUNNING" for CHECK_OUTCOME_RUNNING)."""
+    return str(enum.Name(value)).removeprefix(prefix)
+
+
 @dataclass
-class EngineUnderTest:
-    """An engine serving the console; submits and reads tasks the way an operator would."""
+class DaemonUnderTest:
+    """`asyncplugin engine serve --http-port 0` as a process, and a client of its gRPC API."""
 
-    engine: Engine
-    console: ConsoleServer
+    process: Child
+    address: str
+    url: str
     store: Path
+    client: EngineClient
 
-    @property
-    def url(self) -> str:
-        return self.console.url
+    async def submit(self, target: str, payload: dict[str, Any], **labels: str) -> str:
+        """Submits a task through the daemon; returns its id."""
+        task = await self.client.submit(target, payload=payload, labels=labels)
+        return task.task_id
 
-    async def submit(self, target: str, payload: dict[str, Any]) -> str:
-        return await self.engine.submit(target, payload=payload, options=TaskOptions(policy=POLICY))
+    async def calls(self, task_id: str) -> list[tuple[str, str]]:
+        """(kind, outcome) of every entry the daemon recorded in the task's check history."""
+        task = await self.client.get(task_id)
+        return [
+            (
+                _name(engine_pb2.CallKind, entry.kind, "CALL_KIND_"),
+                _name(engine_pb2.CheckOutcome, entry.outcome, "CHECK_OUTCOME_"),
+            )
+            for entry in task.checks
+        ]
 
-    async def checks(self, task_id: str) -> list[CheckRecord]:
-        return await self.engine.checks(task_id)
+    async def reasons(self, task_id: str) -> list[str]:
+        """The interval reasons the daemon recorded for the task."""
+        task = await self.client.get(task_id)
+        return [entry.interval_reason for entry in task.checks if entry.interval_reason]
 
     def tasks_show(self, task_id: str) -> str:
-        """`asyncplugin tasks show ID` on the store, as a user types it."""
+        """`asyncplugin tasks show ID --store FILE`, as a user types it (read-only)."""
         result = subprocess.run(
             [sys.executable, "-m", "asyncplugin.cli", "tasks", "show", task_id,
              "--store", str(self.store)],
@@ -113,16 +130,20 @@ def plugin_target() -> Iterator[str]:
 
 
 @pytest.fixture
-async def under_test(tmp_path: Path) -> AsyncIterator[EngineUnderTest]:
+async def under_test(tmp_path: Path) -> AsyncIterator[DaemonUnderTest]:
     store = tmp_path / "tasks.sqlite3"
-    engine = Engine(store=SqliteStore(store), policy=POLICY, shutdown_grace_s=0.5)
-    await engine.start()
-    console = await start_console(engine, host="127.0.0.1", port=0)
+    log = tmp_path / "daemon.log"
+    process, address = await start_daemon_process(
+        store, log, *POLICY, "--grace-s", "1", "--http-port", "0"
+    )
     try:
-        yield EngineUnderTest(engine, console, store)
+        url = (await process.wait_for("console on ", timeout_s=10)).split()[2]
+        async with EngineClient(address) as client:
+            yield DaemonUnderTest(process, address, url, store, client)
+        os.kill(process.pid, signal.SIGTERM)  # the console stops first, then the engine
+        assert await process.wait(timeout_s=30) == 0, log.read_text()[-3000:]
     finally:
-        await console.stop()
-        await engine.stop()
+        await process.kill()
 
 
 @pytest.fixture
@@ -132,7 +153,7 @@ def shots(tmp_path: Path) -> Path:
 
 
 async def test_console_in_a_browser(
-    under_test: EngineUnderTest, plugin_target: str, shots: Path
+    under_test: DaemonUnderTest, plugin_target: str, shots: Path
 ) -> None:
     executable = chromium_path()
     async with async_playwright() as playwright:
@@ -157,14 +178,17 @@ async def test_console_in_a_browser(
             await browser.close()
 
 
-async def _scenario(page: Page, sut: EngineUnderTest, target: str, shots: Path) -> None:
+async def _scenario(page: Page, sut: DaemonUnderTest, target: str, shots: Path) -> None:
     await page.goto(f"{sut.url}/tasks")
     await expect(page.locator("#live-status")).to_have_text("live")
     await page.evaluate("window.__notReloaded = true")
 
-    quick = [await sut.submit(target, {"duration_s": d, "hint": False}) for d in (1.2, 1.6, 2.0)]
+    quick = [
+        await sut.submit(target, {"duration_s": d, "hint": False}, batch="nightly")
+        for d in (1.2, 1.6, 2.0)
+    ]
     failing = await sut.submit(target, {"duration_s": 1.0, "fail": True, "hint": False})
-    long = await sut.submit(target, {"duration_s": 600, "hint": False})
+    long = await sut.submit(target, {"duration_s": 600, "hint": False}, team="audio")
 
     # The rows appear and turn SUCCEEDED live, without a reload.
     for task_id in quick:
@@ -176,19 +200,18 @@ async def _scenario(page: Page, sut: EngineUnderTest, target: str, shots: Path) 
     assert await page.evaluate("window.__notReloaded === true"), "the page was reloaded"
     await page.screenshot(path=str(shots / "console-tasks.png"), animations="disabled")
 
-    # One task: one timeline mark per recorded call.
+    # One task: one timeline mark per call the daemon recorded.
     chosen = quick[-1]
-    checks = await sut.checks(chosen)
-    assert checks
-    assert all(c.kind in (CallKind.INITIATE, CallKind.CHECK) for c in checks)
+    calls = await sut.calls(chosen)
+    assert all(kind in ("INITIATE", "CHECK") for kind, _ in calls)
+    assert len(calls) >= 4
     await page.click(f"#task-{chosen} td.id a")
     await expect(page.locator("#task-state")).to_have_text("SUCCEEDED")
     marks = page.locator("svg#timeline circle.mark")
-    await expect(marks).to_have_count(len(checks))
-    assert len(checks) >= 4
-    outcomes = [await marks.nth(i).get_attribute("data-outcome") for i in range(len(checks))]
-    assert outcomes == [str(c.outcome) for c in checks]
-    for reason in (c.reason for c in checks if c.reason):
+    await expect(marks).to_have_count(len(calls))
+    outcomes = [await marks.nth(i).get_attribute("data-outcome") for i in range(len(calls))]
+    assert outcomes == [outcome for _, outcome in calls]
+    for reason in await sut.reasons(chosen):
         gap = page.locator("svg#timeline g.gap title").filter(has_text=reason)
         await expect(gap).to_have_count(1)
     await page.screenshot(
