@@ -4,6 +4,8 @@ fake clock, test plugins."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -143,3 +145,43 @@ async def test_sync_client_facade(start_daemon: StartDaemon, serve: Serve) -> No
 
     states = await asyncio.to_thread(run)
     assert states[-1] == SUCCEEDED
+
+
+async def test_a_reconnecting_watch_gets_only_changes_after_its_revision(
+    start_daemon: StartDaemon, serve: Serve
+) -> None:
+    """A watch resumed at the task's current revision (a client reconnecting to a restarted
+    daemon before anything changed) is not sent that revision again: its first message is the
+    next change. A finished task's end is still sent to a watch at its revision."""
+    plugin = await serve(Job(forever=True))
+    daemon = await start_daemon()
+    with daemon.clock.busy():  # no simulated time passes: the task stays RUNNING as it is
+        task = await daemon.client.submit(plugin.target)
+        async for change in daemon.client.watch(task.task_id):
+            if change.task.state == task_pb2.TASK_STATE_RUNNING:
+                break
+        current = (await daemon.client.get(task.task_id)).revision
+        resumed = asyncio.ensure_future(
+            _collect(daemon.client.watch(task.task_id, after_revision=current))
+        )
+        watchers = daemon.engine._notifier._watchers  # the resumed watch is subscribed ...
+        for _ in range(1000):
+            if watchers.get(task.task_id) or resumed.done():
+                break
+            await asyncio.sleep(0.001)
+        for _ in range(20):
+            await asyncio.sleep(0)  # ... and has had its chance to send a stale first message
+        await daemon.client.cancel(task.task_id)
+        changes = await asyncio.wait_for(resumed, timeout=30)
+    revisions = [change.task.revision for change in changes]
+    assert revisions
+    assert all(revision > current for revision in revisions), (current, revisions)
+    assert revisions == sorted(set(revisions))
+    assert changes[-1].task.state == task_pb2.TASK_STATE_CANCELLED
+    ended = (await daemon.client.get(task.task_id)).revision
+    again = await _collect(daemon.client.watch(task.task_id, after_revision=ended))
+    assert [change.task.revision for change in again] == [ended]
+
+
+async def _collect(changes: AsyncIterator[engine_pb2.WatchTaskResponse]) -> list[Any]:
+    return [change async for change in changes]

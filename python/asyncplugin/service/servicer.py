@@ -185,6 +185,8 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
                 record = update.record
                 if first:
                     first = False
+                    if record.revision <= sent and not record.is_terminal:
+                        continue  # the client has seen this change (a reconnect): wait for more
                     history = await self._engine.store.checks_after(task_id, sent)
                     entries = [c for c in history if c.revision <= record.revision]
                 elif record.revision <= sent:
