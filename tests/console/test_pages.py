@@ -517,10 +517,10 @@ async def test_labels_filter_when_tasks_carry_labels(
     tagged = await engine.invoke(
         plugin.target,
         options=TaskOptions(
-            labels={"team": "search", "tier": "gold"}, request_id="upload-42", policy=POLICY
+            labels=(("team", "search"), ("tier", "gold")), request_id="upload-42", policy=POLICY
         ),
     )
-    other = await engine.invoke(plugin.target, options=TaskOptions(labels={"team": "ads"}))
+    other = await engine.invoke(plugin.target, options=TaskOptions(labels=(("team", "ads"),)))
     _, page = await console.get("/tasks?label=team=search")
     assert tagged.task_id in page
     assert other.task_id not in page
