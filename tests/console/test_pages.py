@@ -521,6 +521,7 @@ async def test_labels_filter_when_tasks_carry_labels(
         ),
     )
     other = await engine.invoke(plugin.target, options=TaskOptions(labels=(("team", "ads"),)))
+    plain = await engine.invoke(plugin.target)
     _, page = await console.get("/tasks?label=team=search")
     assert tagged.task_id in page
     assert other.task_id not in page
@@ -529,9 +530,11 @@ async def test_labels_filter_when_tasks_carry_labels(
     _, page = await console.get("/tasks?label=tier")
     assert tagged.task_id in page
     assert other.task_id not in page
+    assert plain.task_id not in page
     _, page = await console.get("/tasks?label=team")
     assert tagged.task_id in page
     assert other.task_id in page
+    assert plain.task_id not in page  # a task without labels matches no label filter
     _, page = await console.get("/tasks?label=team=ads")
     assert tagged.task_id not in page
     assert other.task_id in page
