@@ -291,10 +291,8 @@ async def _serve(
             await server.stop(args.grace_s)
             raise
         try:
-            print(
-                f"engine serving on {server.address} (store {store_name(args.store)}; {server.security})",
-                flush=True,
-            )
+            announced = f"engine serving on {server.address} (store {store_name(args.store)}"
+            print(f"{announced}; {server.security})", flush=True)
             if web is not None:
                 print(f"console on {web.url}", flush=True)
             if metrics is not None:
