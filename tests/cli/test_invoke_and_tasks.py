@@ -126,4 +126,7 @@ def test_unknown_task_id_is_a_one_line_error(
     capsys.readouterr()
     assert main(["tasks", "show", "no-such-task", "--store", store]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"asyncplugin tasks: error: no task 'no-such-task' in {store}"
+    assert (
+        err
+        == f"asyncplugin tasks: error: NOT_FOUND: no task with id 'no-such-task' in store {store}"
+    )

@@ -1,24 +1,42 @@
-"""The `asyncplugin` command line: serve | invoke | tasks | engine | store | demo | conformance.
+"""The `asyncplugin` command line: serve, invoke, tasks, describe, engine, store, demo, conformance.
 
 Each subcommand lives in its own module with `register(subparsers)`; the module's handler gets
 the parsed arguments and returns an exit code. Errors a user can fix print one line and exit
-non-zero, never a traceback.
+non-zero, never a traceback: 2 for a mistake on the command line (an unknown or ambiguous task
+id included), 1 when the work or the engine failed, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+import grpc
 
 from asyncplugin.protocol import AsyncPluginError
 
 from .errors import UsageError
+from .interrupt import INTERRUPTED_EXIT, Interrupted
+
+_USAGE_CODES = frozenset(
+    (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE)
+)
 
 __all__ = ["UsageError", "build_parser", "main"]
 
-_SUBCOMMANDS = ("serve", "invoke", "tasks", "engine_serve", "store", "demo", "conformance")
+_SUBCOMMANDS = (
+    "serve",
+    "invoke",
+    "tasks",
+    "describe",
+    "engine_serve",
+    "store",
+    "demo",
+    "conformance",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,11 +60,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"asyncplugin {args.command}: error: {err}", file=sys.stderr)
         return 2
     except AsyncPluginError as err:
-        print(f"asyncplugin {args.command}: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        print(f"asyncplugin {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2 if getattr(err, "code", None) in _USAGE_CODES else 1
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other command-line tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except (KeyboardInterrupt, Interrupted):
+        print(f"asyncplugin {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
     return code
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (a server's message may hold line breaks)."""
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,15 +15,16 @@ import grpc
 
 from asyncplugin.engine import GrpcTransport, PollingPolicy, TaskStore
 from asyncplugin.engine.credentials import BearerTokens, ChannelSecurity
-from asyncplugin.engine.store import is_postgres_url
-from asyncplugin.engine.store import open_store as engine_open_store
-from asyncplugin.protocol.methods import split_method
+from asyncplugin.engine.store import DEFAULT_STORE, is_postgres_url
+from asyncplugin.engine.store import open_store as _open_store
+from asyncplugin.protocol.methods import GENERIC_METHOD, split_method
 from asyncplugin.protocol.security import TOKEN_ENV, env_token, is_loopback_target, read_token_file
 
+from .endpoint import probe
 from .errors import UsageError
 
-DEFAULT_STORE = "asyncplugin.sqlite3"
-"""The SQLite file `invoke` records into and `tasks` reads, unless --store or $ASYNCPLUGIN_STORE."""
+STORE_ENV = "ASYNCPLUGIN_STORE"
+"""The environment variable naming the task store (instead of --store)."""
 
 
 def add_command(subparsers: Any, name: str, *, summary: str, doc: str | None) -> Any:
@@ -35,25 +37,35 @@ def add_command(subparsers: Any, name: str, *, summary: str, doc: str | None) ->
     )
 
 
-def add_store_option(parser: argparse.ArgumentParser) -> None:
-    """--store PATH|URL (default $ASYNCPLUGIN_STORE or ./asyncplugin.sqlite3)."""
+def add_store_option(parser: argparse.ArgumentParser, *, help_text: str | None = None) -> None:
+    """--store FILE|URL (default $ASYNCPLUGIN_STORE or ./asyncplugin.sqlite3; read it with
+    `store_spec`, which tells whether it was given)."""
     parser.add_argument(
         "--store",
-        default=os.environ.get("ASYNCPLUGIN_STORE", DEFAULT_STORE),
-        metavar="PATH|URL",
-        help="task store: a SQLite file, or a postgresql://user@host/db URL shared by several "
-        "engine workers (default: $ASYNCPLUGIN_STORE or ./%(default)s)",
+        default=None,
+        metavar="FILE|URL",
+        help=help_text
+        or "task store: an SQLite file, or a postgresql://user@host/db URL shared by several "
+        f"engine workers (default: ${STORE_ENV} or ./{DEFAULT_STORE})",
     )
 
 
+def store_spec(args: argparse.Namespace) -> str:
+    """The store the command line names: --store, else $ASYNCPLUGIN_STORE, else the default."""
+    given: str | None = args.store
+    return given or os.environ.get(STORE_ENV) or DEFAULT_STORE
+
+
 def open_store(spec: str, *, must_exist: bool) -> TaskStore:
-    """The store `spec` names (see asyncplugin.engine.store.open_store). With must_exist (the
-    readers: `tasks list|show`) a missing SQLite file is a UsageError and the store opens
+    """The store `spec` names (see asyncplugin.engine.store.open_store), not yet opened. With
+    must_exist (the readers: `tasks`) a missing SQLite file is a UsageError and the store opens
     read-only: nothing is created, migrated or written, and a store without a task store's
-    schema is refused."""
-    if not is_postgres_url(spec) and must_exist and not Path(spec).exists():
-        raise UsageError(f"no task store at {spec} (run 'asyncplugin invoke' first, or --store)")
-    return engine_open_store(spec, read_only=must_exist)
+    schema is refused. A malformed spec is a UsageError too."""
+    try:
+        return _open_store(spec, read_only=must_exist)
+    except ValueError as err:
+        hint = " (run 'asyncplugin invoke' first, or --store)" if must_exist else ""
+        raise UsageError(f"{err}{hint}") from err
 
 
 def store_name(spec: str) -> str:
@@ -63,6 +75,12 @@ def store_name(spec: str) -> str:
 
         return f"PostgreSQL {describe_url(spec)}"
     return spec
+
+
+def store_option(spec: str) -> str:
+    """The --store option naming `spec` on another command line (a PostgreSQL URL, which may
+    hold a password, is not repeated)."""
+    return "--store URL" if is_postgres_url(spec) else f"--store {spec}"
 
 
 def add_policy_options(parser: argparse.ArgumentParser) -> None:
@@ -98,18 +116,34 @@ def policy_from_args(args: argparse.Namespace) -> PollingPolicy:
         raise UsageError(str(err)) from err
 
 
-def parse_json_data(text: str) -> Any:
-    """Parses --data; malformed JSON is a one-line UsageError naming the position."""
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text()
-        except OSError as err:
-            raise UsageError(f"--data {text}: {err.strerror}") from err
+def read_data(text: str) -> str:
+    """The text of --data: the value itself, the file named by @FILE, or standard input for @-.
+
+    Raises:
+        UsageError: the file cannot be read (named, with the reason).
+    """
+    if not text.startswith("@"):
+        return text
+    if text == "@-":
+        return sys.stdin.read()
     try:
-        return json.loads(text)
+        return Path(text[1:]).read_text(encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"--data {text}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise UsageError(f"--data {text}: not UTF-8 text ({err.reason})") from err
+
+
+def parse_json_data(text: str) -> Any:
+    """Parses --data (a value, @FILE or @- for stdin); malformed JSON is a one-line UsageError
+    naming the position."""
+    source = f" ({text})" if text.startswith("@") else ""
+    body = read_data(text)
+    try:
+        return json.loads(body)
     except json.JSONDecodeError as err:
         raise UsageError(
-            f"--data is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+            f"--data{source} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
         ) from err
 
 
@@ -184,8 +218,8 @@ class Connection:
         )
 
 
-def connection(args: argparse.Namespace) -> Connection:
-    """The Connection the command line asks for.
+def connection(args: argparse.Namespace, *, target: str | None = None) -> Connection:
+    """The Connection the command line asks for (to `target`, default the TARGET argument).
 
     Raises:
         UsageError: a file cannot be read, options do not go together, --token was given, or
@@ -216,12 +250,13 @@ def connection(args: argparse.Namespace) -> Connection:
         token = _token(args.token_file)
     except ValueError as err:
         raise UsageError(str(err)) from err
-    if security is None and not args.insecure and not is_loopback_target(args.target):
+    target = target if target is not None else args.target
+    if security is None and not args.insecure and not is_loopback_target(target):
         raise UsageError(
-            f"refusing to call {args.target} without TLS: it is not a loopback address; "
+            f"refusing to call {target} without TLS: it is not a loopback address; "
             "give --tls-ca (and --tls-cert/--tls-key for mutual TLS), or --insecure"
         )
-    return Connection(args.target, security, token, args.insecure)
+    return Connection(target, security, token, args.insecure)
 
 
 def _token(token_file: str | None) -> str | None:
@@ -230,12 +265,21 @@ def _token(token_file: str | None) -> str | None:
     return env_token()
 
 
-def method_option(path: str) -> str:
-    """Checks --method (a full path "/package.Service/Method"); a bad one is a UsageError."""
+def method_option(method: str) -> str:
+    """--method as a full path "/package.Service/Method"; the leading "/" may be left out.
+
+    Raises:
+        UsageError: anything else (a bare method name is resolved by the caller, through
+            reflection, before this).
+    """
+    path = method if method.startswith("/") else "/" + method
     try:
         split_method(path, what="--method")
-    except ValueError as err:
-        raise UsageError(str(err)) from err
+    except ValueError:
+        raise UsageError(
+            f"--method must be a full method path like {GENERIC_METHOD!r}, got {method!r} "
+            "(list a server's methods with: asyncplugin describe TARGET)"
+        ) from None
     return path
 
 
@@ -247,23 +291,6 @@ def check_reachable(
     options: Sequence[tuple[str, Any]] = (),
 ) -> None:
     """Fails with a one-line UsageError when nothing answers at `target` within the timeout
-    (with TLS, also when the handshake fails: an untrusted or misnamed certificate)."""
-    channel = (
-        grpc.secure_channel(target, credentials, options=options)
-        if credentials is not None
-        else grpc.insecure_channel(target, options=options)
-    )
-    try:
-        grpc.channel_ready_future(channel).result(timeout=timeout_s)
-    except grpc.FutureTimeoutError:
-        hint = (
-            " (or the TLS handshake failed: check --tls-ca, --tls-server-name and, for mutual "
-            "TLS, --tls-cert/--tls-key)"
-            if credentials is not None
-            else ""
-        )
-        raise UsageError(
-            f"cannot reach a gRPC server at {target} within {timeout_s:g}s{hint}"
-        ) from None
-    finally:
-        channel.close()
+    (with TLS, also when the handshake fails: an untrusted or misnamed certificate), or when
+    what answers does not speak gRPC (NOT_A_GRPC_ENDPOINT)."""
+    probe(target, credentials=credentials, timeout_s=timeout_s, options=options)

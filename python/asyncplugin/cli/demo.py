@@ -29,7 +29,9 @@ from rich.live import Live
 from rich.table import Table
 
 from asyncplugin.engine import Engine, PollingPolicy, SqliteStore, TaskRecord
+from asyncplugin.engine.v1 import engine_pb2
 from asyncplugin.protocol import TaskState
+from asyncplugin.service.convert import task_to_proto
 
 from .errors import UsageError
 from .progress import checks_table, state_text, tasks_table
@@ -156,7 +158,10 @@ async def _run_tasks(
                         await engine.cancel(task_id)
                         del pending_cancels[task_id]
                 records = [await engine.get(task_id) for task_id in ids]
-                live.update(tasks_table(records, now=now, labels=labels, title="asyncplugin demo"))
+                rows = [
+                    task_to_proto(record, view=engine_pb2.TASK_VIEW_BASIC) for record in records
+                ]
+                live.update(tasks_table(rows, now=now, names=labels, title="asyncplugin demo"))
                 if all(record.is_terminal for record in records):
                     break
                 await asyncio.sleep(0.125)
@@ -190,7 +195,7 @@ def _report(
     console.print(summary)
     longest = records[2]
     longest_checks = history["checks"][longest.task_id]
-    console.print(checks_table(longest, longest_checks))
+    console.print(checks_table(task_to_proto(longest, longest_checks)))
     intervals = [c.interval_s for c in longest_checks if c.interval_s is not None]
     if len(intervals) < 4 or intervals[-1] <= intervals[0]:
         console.print(f"[red]the long job's check intervals did not grow: {intervals}[/]")

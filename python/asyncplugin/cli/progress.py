@@ -1,17 +1,43 @@
-"""Rich renderings of tasks and their check history, for live progress and summaries."""
+"""Rich renderings of tasks (the service's `engine_pb2.Task`) and their check history.
+
+Every command renders the same message, whether it came from an engine daemon or was read from
+a store file (`asyncplugin.service.convert`), so a task looks the same either way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
+from google.protobuf import timestamp_pb2
 from rich.console import Group, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from asyncplugin.engine import CheckRecord, TaskRecord
+from asyncplugin.engine.v1 import engine_pb2
 from asyncplugin.protocol import TaskState
+from asyncplugin.v1 import task_pb2
+
+__all__ = [
+    "OVERDUE_AFTER_S",
+    "checks_table",
+    "duration_text",
+    "next_check_text",
+    "progress_text",
+    "row_message",
+    "seconds",
+    "state_name",
+    "state_text",
+    "tasks_table",
+    "timestamp",
+]
+
+OVERDUE_AFTER_S = 2.0
+"""A check this late is reported as overdue (an engine fires due checks within milliseconds,
+unless its calls are all busy)."""
+
+_BAR_WIDTH = 12
 
 _STATE_STYLE = {
     TaskState.WAITING: "yellow",
@@ -22,74 +48,153 @@ _STATE_STYLE = {
 }
 
 
-def state_text(state: TaskState) -> Text:
+def state_name(state: int) -> str:
+    """The state's short name ("RUNNING"), also for a value this version does not know."""
+    try:
+        return TaskState(state).name
+    except ValueError:
+        return str(state)
+
+
+def state_text(state: int) -> Text:
     """The state's name in its colour."""
-    return Text(state.name, style=_STATE_STYLE[state])
+    try:
+        return Text(TaskState(state).name, style=_STATE_STYLE[TaskState(state)])
+    except (ValueError, KeyError):
+        return Text(str(state))
 
 
-def tasks_table(
-    records: Iterable[TaskRecord],
-    *,
-    now: float,
-    labels: dict[str, str] | None = None,
-    title: str | None = None,
-) -> Table:
-    """One row per task: state, checks, next check in N s, the plugin's progress and message."""
-    table = Table(title=title, expand=False)
-    table.add_column("task")
-    table.add_column("state")
-    table.add_column("checks", justify="right")
-    table.add_column("next check", justify="right")
-    table.add_column("progress", min_width=12)
-    table.add_column("message / error", overflow="fold", max_width=60)
-    for record in records:
-        name = (labels or {}).get(record.task_id, record.task_id[:12])
-        table.add_row(
-            name,
-            state_text(record.state),
-            str(record.check_count),
-            _next_check(record, now),
-            _progress(record),
-            _message(record),
+def seconds(value: timestamp_pb2.Timestamp) -> float:
+    """A Timestamp as epoch seconds."""
+    return value.ToNanoseconds() / 1e9
+
+
+def timestamp(task_or_entry: object, field: str) -> str:
+    """A message's Timestamp field as ISO 8601 UTC, or '-' when it is unset."""
+    if not task_or_entry.HasField(field):  # type: ignore[attr-defined]
+        return "-"
+    value = seconds(getattr(task_or_entry, field))
+    return datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
+
+
+def duration_text(value_s: float) -> str:
+    """A span of time for people: 0.4s, 12s, 5m12s, 3h04m, 2d03h."""
+    value_s = max(0.0, value_s)
+    if value_s < 10:
+        return f"{value_s:.1f}s"
+    whole = int(value_s)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def next_check_text(task: engine_pb2.Task, *, now: float, polled: bool = True) -> str:
+    """When the next call is due: "in 3.2s", or "overdue 5m12s" when it is late.
+
+    With `polled=False` (no engine holds the store) a late check says so: nothing will make
+    the call until an engine runs on the store.
+    """
+    if TaskState(task.state).is_terminal or not task.HasField("next_check_time"):
+        return "-"
+    late_s = now - seconds(task.next_check_time)
+    if late_s < 0:
+        text = f"in {duration_text(-late_s)}"
+        return text if polled else f"{text} (no engine)"
+    if late_s < OVERDUE_AFTER_S and polled:
+        return "due now"
+    text = f"overdue {duration_text(late_s)}"
+    return text if polled else f"{text}, no engine polling"
+
+
+def progress_text(progress: task_pb2.Progress) -> str:
+    """A plugin's progress in words: "97% rendering", "3/7 pages", "40% 4/10 uploading"."""
+    parts: list[str] = []
+    if progress.HasField("fraction"):
+        parts.append(f"{progress.fraction:.0%}")
+    if progress.HasField("done"):
+        parts.append(
+            f"{progress.done}/{progress.total}"
+            if progress.HasField("total")
+            else str(progress.done)
         )
-    return table
+    elif progress.HasField("total"):
+        parts.append(f"0/{progress.total}")
+    if progress.stage:
+        parts.append(progress.stage)
+    return " ".join(parts)
 
 
-def _next_check(record: TaskRecord, now: float) -> str:
-    if record.is_terminal or record.next_check_time is None:
-        return "-"
-    return f"in {max(0.0, record.next_check_time - now):.1f}s"
-
-
-def _progress(record: TaskRecord) -> RenderableType:
-    if record.state is TaskState.SUCCEEDED:
-        return ProgressBar(total=1.0, completed=1.0, width=12)
-    task = record.task
-    if task is None or task.progress is None:
-        return "-"
-    progress = task.progress
-    if progress.fraction is not None:
-        bar = ProgressBar(total=1.0, completed=progress.fraction, width=12)
-        return Group(bar, Text(f"{progress.fraction:.0%} {progress.stage}".strip()))
-    if progress.done is not None:
-        total = f"/{progress.total}" if progress.total is not None else ""
-        return f"{progress.done}{total} {progress.stage}".strip()
-    return progress.stage or "-"
-
-
-def _message(record: TaskRecord) -> str:
-    if record.state is TaskState.FAILED:
-        error = record.error_proto()
-        return f"{error.code or 'ERROR'}: {error.message}"
-    task = record.task
-    if task is None:
+def row_message(task: engine_pb2.Task) -> str:
+    """The one-line message of a task's row: the error of a FAILED task, nothing once it
+    SUCCEEDED or was CANCELLED (the plugin's last RUNNING message no longer holds), else the
+    plugin's last message."""
+    if task.state == task_pb2.TASK_STATE_FAILED:
+        return f"{task.error.code or task.status_code or 'ERROR'}: {task.error.message}"
+    if TaskState(task.state).is_terminal:
         return ""
     return task.status_message or task.remote_status_message
 
 
-def checks_table(record: TaskRecord, checks: Sequence[CheckRecord]) -> Table:
-    """Every call of one task: when, how long, outcome, and the interval chosen next and why."""
-    table = Table(title=f"check history of {record.task_id}", expand=False)
+def _progress_cell(task: engine_pb2.Task) -> RenderableType:
+    if task.state == task_pb2.TASK_STATE_SUCCEEDED:
+        return ProgressBar(total=1.0, completed=1.0, width=_BAR_WIDTH)
+    if TaskState(task.state).is_terminal or not task.HasField("progress"):
+        return "-"
+    text = Text(progress_text(task.progress), no_wrap=True, overflow="ignore")
+    if not task.progress.HasField("fraction"):
+        return text
+    bar = ProgressBar(total=1.0, completed=task.progress.fraction, width=_BAR_WIDTH)
+    return Group(bar, text)
+
+
+def tasks_table(
+    tasks: Iterable[engine_pb2.Task],
+    *,
+    now: float,
+    names: Mapping[str, str] | None = None,
+    title: str | None = None,
+    polled: bool = True,
+) -> Table:
+    """One row per task: full id (or a name from `names`), state, checks, next check, the
+    plugin's progress and message."""
+    rows = list(tasks)
+    progress_width = max(
+        [_BAR_WIDTH] + [len(progress_text(t.progress)) for t in rows if t.HasField("progress")]
+    )
+    table = Table(title=title, expand=False)
+    table.add_column("task", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("checks", justify="right")
+    table.add_column("next check", justify="right")
+    table.add_column("progress", min_width=progress_width, no_wrap=True)
+    table.add_column("message / error", overflow="fold", max_width=60)
+    for task in rows:
+        table.add_row(
+            (names or {}).get(task.task_id, task.task_id),
+            state_text(task.state),
+            str(task.check_count),
+            next_check_text(task, now=now, polled=polled),
+            _progress_cell(task),
+            row_message(task),
+        )
+    if not polled and any(not TaskState(t.state).is_terminal for t in rows):
+        table.caption = (
+            "no engine is polling this store: unfinished tasks wait until one runs on it "
+            "(asyncplugin engine serve --store ...)"
+        )
+    return table
+
+
+def checks_table(task: engine_pb2.Task, checks: Iterable[engine_pb2.CheckEntry] = ()) -> Table:
+    """Every call of one task: when, how long, outcome, and the interval chosen next and why
+    (`checks`, or else the task's own history)."""
+    entries = list(checks) or list(task.checks)
+    created = seconds(task.create_time)
+    table = Table(title=f"check history of {task.task_id}", expand=False)
     table.add_column("#", justify="right")
     table.add_column("call")
     table.add_column("at", justify="right")
@@ -97,26 +202,21 @@ def checks_table(record: TaskRecord, checks: Sequence[CheckRecord]) -> Table:
     table.add_column("outcome")
     table.add_column("next in", justify="right")
     table.add_column("why", overflow="fold", max_width=56)
-    for check in checks:
+    for entry in entries:
+        started = seconds(entry.start_time)
+        outcome = engine_pb2.CheckOutcome.Name(entry.outcome).removeprefix("CHECK_OUTCOME_")
+        if entry.grpc_code:
+            outcome += f" ({entry.grpc_code})"
+        interval = (
+            f"{entry.interval.ToNanoseconds() / 1e9:.2f}s" if entry.HasField("interval") else "-"
+        )
         table.add_row(
-            str(check.check_number),
-            str(check.kind),
-            f"+{check.started_time - record.create_time:.2f}s",
-            f"{(check.finished_time - check.started_time) * 1000:.0f}ms",
-            _outcome(check),
-            f"{check.interval_s:.2f}s" if check.interval_s is not None else "-",
-            check.reason or check.message,
+            str(entry.check_number),
+            engine_pb2.CallKind.Name(entry.kind).removeprefix("CALL_KIND_"),
+            f"+{started - created:.2f}s",
+            f"{(seconds(entry.end_time) - started) * 1000:.0f}ms",
+            outcome,
+            interval,
+            entry.interval_reason or entry.message,
         )
     return table
-
-
-def _outcome(check: CheckRecord) -> str:
-    outcome = str(check.outcome)
-    return f"{outcome} ({check.grpc_code})" if check.grpc_code else outcome
-
-
-def timestamp(value: float | None) -> str:
-    """An epoch time as ISO 8601 UTC, or '-'."""
-    if value is None:
-        return "-"
-    return datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")

@@ -28,6 +28,7 @@ file is read as immutable.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import fcntl
@@ -101,10 +102,10 @@ class SqliteStore(TaskStore):
                 f"{self.path}: the store was opened read-only; an engine needs "
                 "SqliteStore(path) without read_only"
             )
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path = self._lock_path
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            await _flock_soon(fd)
         except BlockingIOError:
             note = _read_note(fd)
             os.close(fd)
@@ -116,10 +117,37 @@ class SqliteStore(TaskStore):
                 ) from None
             raise StoreError(
                 f"{self.path}: another engine is using this task store (lock {lock_path}); "
-                "run one engine per store"
+                "run one engine per store: wait for it to finish, or give another --store; to "
+                "share one store, run `asyncplugin engine serve` on it and submit with --engine"
             ) from None
         os.ftruncate(fd, 0)
         self._claim_fd = fd
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def holder(self) -> str | None:
+        """Who drives this store now: None when no engine holds its claim, else the note the
+        engine announced ("engine-address=HOST:PORT" for a daemon; "" if none).
+
+        Readers (`asyncplugin tasks --store`) use it to tell an unfinished task that an engine
+        will call again from one that nothing polls. It writes nothing and never takes the
+        claim: it holds a shared lock for an instant, and `claim` waits a moment for readers.
+        """
+        try:
+            fd = os.open(self._lock_path, os.O_RDONLY)
+        except OSError:
+            return None  # no lock file: no engine ever claimed this store
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _read_note(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     async def announce(self, note: str) -> None:
         """Writes `note` (one line) into the claim's lock file, for engines refused the claim."""
@@ -432,6 +460,18 @@ def _explain(text: str, err: sqlite3.Error) -> str:
     if name:
         text += f" ({name})"
     return f"{text}; {hint}" if hint else text
+
+
+async def _flock_soon(fd: int, *, attempts: int = 10, pause_s: float = 0.01) -> None:
+    """Takes the exclusive lock, retrying briefly: a reader's `holder()` holds a shared lock
+    for an instant. Raises BlockingIOError when another engine holds it."""
+    for _ in range(attempts - 1):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            await asyncio.sleep(pause_s)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _read_note(fd: int) -> str:

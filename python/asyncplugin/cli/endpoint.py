@@ -1,0 +1,108 @@
+"""Is there a gRPC server at an address? Tells "nothing answers" from "something answers, but
+not gRPC" (a web server, a database, a typo'd port), which need different fixes.
+
+    probe("127.0.0.1:50051", credentials=None, timeout_s=5.0)   # returns, or raises UsageError
+
+"Nothing answers" waits up to the timeout (a server may be starting); "not gRPC" is reported as
+soon as a TCP connection succeeds where the gRPC handshake failed, with the code
+NOT_A_GRPC_ENDPOINT first in the message.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+import grpc
+
+from .errors import UsageError
+
+__all__ = ["NOT_A_GRPC_ENDPOINT", "probe", "tcp_accepts"]
+
+NOT_A_GRPC_ENDPOINT: Final = "NOT_A_GRPC_ENDPOINT"
+"""The code that starts the message when an address accepts connections but does not speak
+gRPC (HTTP/2)."""
+
+_HOST_PORT: Final = re.compile(r"^(?:dns:(?:///)?|ipv4:|ipv6:)?\[?([^\[\]]+?)\]?:(\d{1,5})$")
+_TLS_HINT: Final = (
+    " (or the TLS handshake failed: check --tls-ca, --tls-server-name and, for mutual TLS, "
+    "--tls-cert/--tls-key)"
+)
+
+
+def _host_port(target: str) -> tuple[str, int] | None:
+    match = _HOST_PORT.match(target)
+    if match is None:
+        return None  # unix: sockets and other schemes: no TCP probe
+    return match.group(1), int(match.group(2))
+
+
+def tcp_accepts(target: str, *, timeout_s: float = 1.0) -> bool | None:
+    """True when a TCP connection to `target` succeeds, False when it is refused or times out,
+    None when `target` is not a host:port address."""
+    address = _host_port(target)
+    if address is None:
+        return None
+    try:
+        with socket.create_connection(address, timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def probe(
+    target: str,
+    *,
+    credentials: grpc.ChannelCredentials | None,
+    timeout_s: float,
+    options: Sequence[tuple[str, Any]] = (),
+    what: str = "a gRPC server",
+    tls_hint: str = _TLS_HINT,
+) -> None:
+    """Returns once a gRPC channel to `target` is ready.
+
+    Raises:
+        UsageError: nothing accepts connections at `target` within `timeout_s` ("cannot reach
+            WHAT at TARGET"), or something does but does not complete a gRPC handshake
+            ("NOT_A_GRPC_ENDPOINT: ..."). One line either way.
+    """
+    channel = (
+        grpc.secure_channel(target, credentials, options=list(options))
+        if credentials is not None
+        else grpc.insecure_channel(target, options=list(options))
+    )
+    failed = threading.Event()
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            failed.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    ready = grpc.channel_ready_future(channel)
+    deadline = time.monotonic() + timeout_s
+    hint = tls_hint if credentials is not None else ""
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                ready.result(timeout=max(0.0, min(left, 0.05)))
+                return
+            except grpc.FutureTimeoutError:
+                pass
+            if failed.is_set() or left <= 0:
+                failed.clear()
+                if tcp_accepts(target, timeout_s=min(1.0, max(left, 0.2))):
+                    raise UsageError(
+                        f"{NOT_A_GRPC_ENDPOINT}: {target} accepts connections but does not "
+                        f"speak gRPC (HTTP/2){hint}; is this the right port?"
+                    )
+            if left <= 0:
+                raise UsageError(f"cannot reach {what} at {target} within {timeout_s:g}s{hint}")
+    finally:
+        ready.cancel()
+        channel.unsubscribe(watch)
+        channel.close()
