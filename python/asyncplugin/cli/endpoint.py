@@ -10,6 +10,7 @@ NOT_A_GRPC_ENDPOINT first in the message.
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 import threading
@@ -21,7 +22,7 @@ import grpc
 
 from .errors import UsageError
 
-__all__ = ["NOT_A_GRPC_ENDPOINT", "probe", "tcp_accepts"]
+__all__ = ["NOT_A_GRPC_ENDPOINT", "check_port_free", "probe", "tcp_accepts"]
 
 NOT_A_GRPC_ENDPOINT: Final = "NOT_A_GRPC_ENDPOINT"
 """The code that starts the message when an address accepts connections but does not speak
@@ -106,3 +107,37 @@ def probe(
         ready.cancel()
         channel.unsubscribe(watch)
         channel.close()
+
+
+def check_port_free(host: str, port: int, *, option: str = "--port") -> None:
+    """Fails with one line when `host:port` cannot be listened on (taken, or not a local
+    address), before gRPC tries and logs its own error line. Port 0 is always free.
+
+    Raises:
+        UsageError: naming the address, the reason, and the option to change.
+    """
+    if port == 0:
+        return
+    bare = host.strip("[]") or "0.0.0.0"
+    try:
+        infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise UsageError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    failures: list[OSError] = []
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe_socket:
+            # gRPC listens with SO_REUSEADDR too: a port in TIME_WAIT is free, a listener not.
+            probe_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe_socket.bind(address)
+            except OSError as failure:
+                failures.append(failure)
+    if not failures or len(failures) < len(infos):
+        return  # gRPC serves when it can bind at least one of the addresses
+    first = failures[0]
+    if first.errno == errno.EADDRINUSE:
+        raise UsageError(
+            f"cannot listen on {host}:{port}: the port is already in use (another server?); "
+            f"choose another {option}, or {option} 0 for a free one"
+        )
+    raise UsageError(f"cannot listen on {host}:{port}: {first.strerror or first}")

@@ -33,6 +33,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from rich.console import Console
 
 from asyncplugin.engine import (
@@ -232,7 +233,7 @@ def _method_by_name(target: str, name: str, plugin: Connection) -> str:
         try:
             paths = reflection.paths_named(name)
             offered = paths or _offered(reflection)
-        except Exception:
+        except (grpc.RpcError, KeyError):  # no reflection: the name cannot be resolved
             paths, offered = [], []
     if len(paths) == 1:
         return paths[0]
@@ -252,7 +253,7 @@ def _types(target: str, method: str, plugin: Connection) -> PayloadTypes:
         try:
             found = reflection.method(method)
             offered = [] if found is not None else _offered(reflection)
-        except Exception:
+        except (grpc.RpcError, KeyError):  # no reflection: JSON objects (Struct) it is
             return GENERIC
     if found is not None:
         return types_of(found)

@@ -28,6 +28,8 @@ import importlib
 import logging
 import os
 import sys
+import traceback
+from types import ModuleType
 from typing import Any
 
 from asyncplugin.cli import UsageError
@@ -36,6 +38,7 @@ from asyncplugin.plugin import DEFAULT_GRACE_S, AsyncPlugin, PluginServer, Plugi
 from asyncplugin.plugin.loading import PluginLoadError, as_plugin
 from asyncplugin.protocol import limits
 
+from .endpoint import check_port_free
 from .server_options import (
     add_observability_arguments,
     add_security_arguments,
@@ -89,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-message-bytes must be positive, got {args.max_message_bytes}")
     check_observability_arguments(args)
     options = security_options(args)
+    check_port_free(args.host, args.port)
     configure_logging(
         level=logging.DEBUG if args.debug else logging.INFO, log_format=args.log_format
     )
@@ -139,6 +143,47 @@ def _announce(server: PluginServer) -> None:
     print(f"serving {server.plugin.name} on {server.address}", flush=True)
 
 
+def _import(module_name: str, cwd: str) -> ModuleType:
+    """Imports the plugin's module; any failure is one line naming the module and the error.
+
+    A missing target module is a usage error; an error raised while the module itself runs
+    (a bug, a missing dependency) is reported with the exception and where it happened, not as
+    a traceback through the command line's own code.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        missing = err.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise UsageError(f"cannot import module {module_name!r} from {cwd}") from err
+        raise UsageError(_import_failure(module_name, err)) from err
+    except Exception as err:  # the plugin's own code may raise anything
+        raise UsageError(_import_failure(module_name, err)) from err
+
+
+def _import_failure(module_name: str, err: BaseException) -> str:
+    """ "importing module 'm' failed: ZeroDivisionError: division by zero (at m.py:2)"."""
+    where = ""
+    if isinstance(err, SyntaxError) and err.filename:
+        where = f"{_relative(err.filename)}:{err.lineno}"
+        detail = err.msg
+    else:
+        frames = traceback.extract_tb(err.__traceback__)
+        own = [frame for frame in frames if "importlib" not in frame.filename]
+        if own:
+            where = f"{_relative(own[-1].filename)}:{own[-1].lineno}"
+        detail = " ".join(str(err).split())
+    location = f" (at {where})" if where else ""
+    return f"importing module {module_name!r} failed: {type(err).__name__}: {detail}{location}"
+
+
+def _relative(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path
+
+
 def load_plugin(target: str) -> AsyncPlugin[Any, Any]:
     """Imports MODULE and returns a plugin: CLASS() for a class, or the object if an instance.
 
@@ -152,18 +197,16 @@ def load_plugin(target: str) -> AsyncPlugin[Any, Any]:
     module_name, sep, attr_name = target.partition(":")
     if not sep or not module_name or not attr_name:
         raise UsageError(f"expected MODULE:CLASS (like server.echo:Echo), got {target!r}")
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        dotted = module_name.removesuffix(".py").replace("\\", "/").strip("/").replace("/", ".")
+        raise UsageError(
+            f"{module_name!r} is a file name; MODULE is a module name, imported from the "
+            f"current folder: drop the '.py' and use dots for folders: {dotted}:{attr_name}"
+        )
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        # Only the target's own module is a usage error; a missing dependency is the plugin's.
-        missing = err.name or ""
-        if module_name != missing and not module_name.startswith(missing + "."):
-            raise
-        raise UsageError(f"cannot import module {module_name!r} from {cwd}") from err
-    obj: Any = module
+    obj: Any = _import(module_name, cwd)
     for part in attr_name.split("."):
         if not hasattr(obj, part):
             raise UsageError(f"module {module_name!r} has no attribute {attr_name!r}")

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from google.protobuf import json_format
 from rich.table import Table
 
@@ -54,7 +55,7 @@ def _payload_types(
             return GENERIC, f"the plugin at {task.target} does not answer, so its types are unknown"
         try:
             method = reflection.method(task.method)
-        except Exception:
+        except (grpc.RpcError, KeyError):
             return GENERIC, f"the plugin at {task.target} offers no reflection"
     if method is None:
         return GENERIC, f"the plugin at {task.target} does not describe {task.method}"
