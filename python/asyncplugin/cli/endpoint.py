@@ -76,24 +76,22 @@ def probe(
         if credentials is not None
         else grpc.insecure_channel(target, options=list(options))
     )
-    failed = threading.Event()
+    ready, failed = threading.Event(), threading.Event()
 
     def watch(state: grpc.ChannelConnectivity) -> None:
-        if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+        if state is grpc.ChannelConnectivity.READY:
+            ready.set()
+        elif state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
             failed.set()
 
+    # ONE subscription (no channel_ready_future beside it): with two, gRPC's polling thread may
+    # outlive them and touch the closed channel.
     channel.subscribe(watch, try_to_connect=True)
-    ready = grpc.channel_ready_future(channel)
     deadline = time.monotonic() + timeout_s
     hint = tls_hint if credentials is not None else ""
     try:
-        while True:
+        while not ready.wait(timeout=max(0.0, min(deadline - time.monotonic(), 0.05))):
             left = deadline - time.monotonic()
-            try:
-                ready.result(timeout=max(0.0, min(left, 0.05)))
-                return
-            except grpc.FutureTimeoutError:
-                pass
             if failed.is_set() or left <= 0:
                 failed.clear()
                 if tcp_accepts(target, timeout_s=min(1.0, max(left, 0.2))):
@@ -104,7 +102,6 @@ def probe(
             if left <= 0:
                 raise UsageError(f"cannot reach {what} at {target} within {timeout_s:g}s{hint}")
     finally:
-        ready.cancel()
         channel.unsubscribe(watch)
         channel.close()
 

@@ -39,7 +39,6 @@ from rich.console import Console
 from asyncplugin.engine import (
     Engine,
     PollingPolicy,
-    StoreError,
     SystemClock,
     TaskOptions,
 )
@@ -390,8 +389,6 @@ def _run_in_process(
     except Interrupted:
         _interrupted(seen, store=spec)
         return INTERRUPTED_EXIT
-    except StoreError as err:
-        raise UsageError(str(err)) from err
     if args.watch and args.output != "json":
         console.print(checks_table(task))
     return _print_outcome(args, task, plan.types)
