@@ -40,7 +40,11 @@ async def _guarded(coroutine: Coroutine[Any, Any, _T]) -> _T:
         interrupted = True
         task.cancel()
 
-    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        handled = True
+    except (RuntimeError, ValueError):
+        handled = False  # not the main thread (an embedding program): leave SIGINT alone
     try:
         return await task
     except asyncio.CancelledError:
@@ -48,4 +52,5 @@ async def _guarded(coroutine: Coroutine[Any, Any, _T]) -> _T:
             raise Interrupted from None
         raise
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        if handled:
+            loop.remove_signal_handler(signal.SIGINT)

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
 from rich.console import RenderableType
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -38,7 +37,6 @@ OVERDUE_AFTER_S = 2.0
 unless its calls are all busy)."""
 
 _BAR_WIDTH = 12
-_MAX_STAGE_WIDTH = 32
 
 _STATE_STYLE = {
     TaskState.WAITING: "yellow",
@@ -140,29 +138,23 @@ def row_message(task: engine_pb2.Task) -> str:
     return task.status_message or task.remote_status_message
 
 
+def _bar(fraction: float, width: int = _BAR_WIDTH) -> Text:
+    """A progress bar drawn with characters, so it sits in one Text with the words after it."""
+    filled = max(0, min(width, round(fraction * width)))
+    return Text.assemble(("━" * filled, "green"), ("━" * (width - filled), "grey37"))
+
+
 def _progress_cell(task: engine_pb2.Task) -> RenderableType:
-    """A bar (when there is a fraction) and the progress in words on ONE line: the words are
-    never cut (a long stage folds onto more lines)."""
+    """A bar (when there is a fraction) and the progress in words, in ONE Text: the words are
+    never cut; a narrow column wraps them after the bar (and folds a long stage)."""
     if task.state == task_pb2.TASK_STATE_SUCCEEDED:
-        return ProgressBar(total=1.0, completed=1.0, width=_BAR_WIDTH)
+        return _bar(1.0)
     if TaskState(task.state).is_terminal or not task.HasField("progress"):
         return "-"
-    text = Text(progress_text(task.progress), overflow="fold")
+    words = progress_text(task.progress)
     if not task.progress.HasField("fraction"):
-        return text
-    cell = Table.grid(padding=(0, 1))
-    cell.add_column(no_wrap=True)
-    cell.add_column(overflow="fold")
-    cell.add_row(ProgressBar(total=1.0, completed=task.progress.fraction, width=_BAR_WIDTH), text)
-    return cell
-
-
-def _progress_width(task: engine_pb2.Task) -> int:
-    """The width the progress cell needs to show its words whole (up to a point)."""
-    if not task.HasField("progress") or TaskState(task.state).is_terminal:
-        return _BAR_WIDTH
-    bar = _BAR_WIDTH + 1 if task.progress.HasField("fraction") else 0
-    return bar + min(len(progress_text(task.progress)), _MAX_STAGE_WIDTH)
+        return Text(words, overflow="fold")
+    return Text.assemble(_bar(task.progress.fraction), " ", words, overflow="fold")
 
 
 def tasks_table(
@@ -176,13 +168,12 @@ def tasks_table(
     """One row per task: full id (or a name from `names`), state, checks, next check, the
     plugin's progress and message."""
     rows = list(tasks)
-    progress_width = max([_BAR_WIDTH, *(_progress_width(task) for task in rows)])
     table = Table(title=title, expand=False)
     table.add_column("task", no_wrap=True)
     table.add_column("state", no_wrap=True)
     table.add_column("checks", justify="right", no_wrap=True)
-    table.add_column("next check", justify="right")
-    table.add_column("progress", min_width=progress_width)
+    table.add_column("next check", justify="right", overflow="fold")
+    table.add_column("progress", overflow="fold", min_width=_BAR_WIDTH)
     table.add_column("message / error", overflow="fold", max_width=60)
     for task in rows:
         table.add_row(
