@@ -29,6 +29,7 @@ __all__ = [
     "add_engine_options",
     "engine_given",
     "engine_link",
+    "refuse_engine_options",
 ]
 
 ENGINE_ENV: Final = "ASYNCPLUGIN_ENGINE"
@@ -118,10 +119,7 @@ def engine_link(args: argparse.Namespace) -> EngineLink | None:
     """
     address = engine_given(args)
     if address is None:
-        for option in ("engine_ca", "engine_cert", "engine_key", "engine_token_file"):
-            if getattr(args, option) is not None:
-                flag = "--" + option.replace("_", "-")
-                raise UsageError(f"{flag} needs --engine HOST:PORT (or ${ENGINE_ENV})")
+        refuse_engine_options(args, because=f"needs --engine HOST:PORT (or ${ENGINE_ENV})")
         return None
     if (args.engine_cert is None) != (args.engine_key is None):
         raise UsageError("--engine-cert and --engine-key go together")
@@ -150,6 +148,21 @@ def engine_link(args: argparse.Namespace) -> EngineLink | None:
             "--engine-insecure"
         )
     return EngineLink(address, security, token, args.engine_insecure)
+
+
+def refuse_engine_options(args: argparse.Namespace, *, because: str) -> None:
+    """Raises UsageError naming an --engine-* option given where no daemon is used."""
+    for option in (
+        "engine_ca",
+        "engine_cert",
+        "engine_key",
+        "engine_server_name",
+        "engine_token_file",
+    ):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option.replace('_', '-')} {because}")
+    if args.engine_insecure:
+        raise UsageError(f"--engine-insecure {because}")
 
 
 def _token(token_file: str | None) -> str | None:

@@ -27,7 +27,7 @@ from asyncplugin.service.errors import BadRequest
 from asyncplugin.service.requests import list_filter
 
 from .common import open_store, store_name, store_option, store_spec
-from .engine_link import EngineLink, engine_given, engine_link
+from .engine_link import EngineLink, engine_link, refuse_engine_options
 from .errors import UsageError
 
 __all__ = ["DaemonSource", "ListQuery", "StoreSource", "TaskSource", "open_source"]
@@ -288,8 +288,10 @@ def open_source(args: argparse.Namespace) -> TaskSource:
         raise UsageError(
             "give --engine (a running daemon) or --store (read a store file), not both"
         )
-    if args.store is None and engine_given(args) is not None:
-        link = engine_link(args)
-        assert link is not None
+    if args.store is not None:
+        refuse_engine_options(args, because="is for a daemon, not with --store")
+        return StoreSource(store_spec(args))
+    link = engine_link(args)
+    if link is not None:
         return DaemonSource(link, connect_timeout_s=args.connect_timeout)
     return StoreSource(store_spec(args))

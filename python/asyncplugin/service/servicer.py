@@ -96,12 +96,12 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
         payload = check_payload(request.payload, self._limits)
         labels = check_labels(request.labels)
         traceparent, tracestate = _trace_context(context)
-        policy, deadline_s = None, None
-        if request.HasField("policy"):
-            try:
-                policy, deadline_s = policy_from_proto(request.policy, self._engine.policy)
-            except ValueError as err:
-                raise BadRequest("policy", str(err)) from None
+        # The task keeps the policy it was submitted under (the daemon's, with the request's
+        # overrides), so a reader of the store file shows the same policy as the daemon.
+        try:
+            policy, deadline_s = policy_from_proto(request.policy, self._engine.policy)
+        except ValueError as err:
+            raise BadRequest("policy", str(err)) from None
         options = TaskOptions(
             policy=policy,
             deadline_s=deadline_s,
