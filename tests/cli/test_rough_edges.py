@@ -49,7 +49,7 @@ def test_a_bare_method_name_is_resolved_or_refused_in_one_line(
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["state"] == "SUCCEEDED"
     assert main([*argv, "--method", "Transcribe"]) == 2
     err = _one_line_error(capsys)
-    assert "--method 'Transcribe' is not a method path like /package.Service/Method" in err
+    assert f"--method must be a full method path like '{INVOKE}', got 'Transcribe'" in err
     assert f"the plugin offers {INVOKE}" in err
     assert f"asyncplugin describe {slow_job_target}" in err
 
@@ -139,7 +139,7 @@ def test_a_taken_port_is_one_line_without_grpc_s_own_log(tmp_path: Path) -> None
 
 
 def _task(
-    state: int,
+    state: task_pb2.TaskState.ValueType,
     *,
     progress: task_pb2.Progress | None = None,
     message: str = "",
@@ -148,7 +148,7 @@ def _task(
     task = engine_pb2.Task(
         task_id=uuid.uuid4().hex,
         state=state,
-        status_message=message,  # type: ignore[arg-type]
+        status_message=message,
     )
     task.create_time.FromNanoseconds(time.time_ns())
     if progress is not None:

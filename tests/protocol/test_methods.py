@@ -93,7 +93,7 @@ def test_the_plugin_sdk_refuses_what_the_rule_refuses(path: str) -> None:
         PluginDispatcher(Named(), max_message_bytes=1024)
 
 
-@pytest.mark.parametrize("path", ["a.B/M", "/a.B/", "/a..B/M"])
+@pytest.mark.parametrize("path", ["/a.B/", "/a..B/M", "a..B/M"])
 @pytest.mark.parametrize("command", ["invoke", "conformance plugin"])
 def test_the_command_line_refuses_what_the_rule_refuses(
     command: str, path: str, capsys: pytest.CaptureFixture[str], tmp_path: Any
@@ -106,3 +106,16 @@ def test_the_command_line_refuses_what_the_rule_refuses(
     assert code == 2
     assert "--method must be a full method path" in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["invoke", "conformance plugin"])
+def test_the_command_line_accepts_a_method_without_its_leading_slash(
+    command: str, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """`a.B/M` is taken as `/a.B/M`: the command goes on to connect (nothing listens)."""
+    extra = ["--store", str(tmp_path / "t.db")] if command == "invoke" else []
+    argv = [*command.split(), "127.0.0.1:1", "--method", "a.B/M", "--connect-timeout", "0.2"]
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach a gRPC server at 127.0.0.1:1" in err
+    assert "--method" not in err

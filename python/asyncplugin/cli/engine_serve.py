@@ -64,6 +64,7 @@ from asyncplugin.service import CompletionTokens, EngineServer, Limits, new_key_
 from asyncplugin.service.tokens import DEFAULT_TOKEN_TTL_S
 
 from .common import Connection, add_command, add_policy_options, policy_from_args, store_name
+from .endpoint import check_port_free
 from .errors import UsageError
 from .server_options import (
     SecurityOptions,
@@ -218,6 +219,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be within 0..65535, got {args.port}")
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise UsageError(f"--http-port must be within 0..65535, got {args.http_port}")
+    check_port_free(args.host, args.port)  # before gRPC binds and logs a line of its own
     if args.max_payload_bytes <= 0:
         raise UsageError(f"--max-payload-bytes must be positive, got {args.max_payload_bytes}")
     check_observability_arguments(args)

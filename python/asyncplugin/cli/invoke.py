@@ -191,7 +191,7 @@ def _plan(
     ahead, a typed one cannot (its JSON cannot be encoded without the type).
     """
     method = args.method
-    if "/" in method.strip("/"):
+    if "/" in method:
         method = method_option(method)  # a bad path is refused before anything is asked
     reachable = False
     if plugin is not None:
@@ -206,7 +206,7 @@ def _plan(
         except UsageError as err:
             if not engine_mode or str(err).startswith("NOT_A_GRPC_ENDPOINT"):
                 raise
-    if "/" not in method.strip("/") and reachable and plugin is not None:
+    if "/" not in method and reachable and plugin is not None:
         method = _method_by_name(args.target, method, plugin)
     method = method_option(method)
     types = GENERIC
@@ -238,8 +238,8 @@ def _method_by_name(target: str, name: str, plugin: Connection) -> str:
         return paths[0]
     found = f"; the plugin offers {', '.join(offered)}" if offered else ""
     raise UsageError(
-        f"--method {name!r} is not a method path like /package.Service/Method{found} (list "
-        f"them with: asyncplugin describe {target})"
+        f"--method must be a full method path like {GENERIC_METHOD!r}, got {name!r}{found} "
+        f"(list them with: asyncplugin describe {target})"
     )
 
 
