@@ -121,17 +121,22 @@ def test_serve_of_a_file_name_hints_to_drop_py(
     assert "plugins.render:Renderer" in _one_line_error(capsys)
 
 
-def test_a_taken_port_is_one_line_without_grpc_s_own_log(tmp_path: Path) -> None:
-    """Checked before gRPC binds, so gRPC's C-level log line never reaches stderr."""
+@pytest.mark.parametrize("command", [["serve", "server.slow_job:SlowJob"], ["engine", "serve"]])
+def test_a_taken_port_is_one_line_without_grpc_s_own_log(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Checked before gRPC binds, so gRPC's C-level log line never reaches stderr; exit 1, as
+    when gRPC itself cannot bind."""
+    store = ["--store", str(tmp_path / "t.db")] if command[0] == "engine" else []
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = cli("serve", "server.slow_job:SlowJob", "--port", str(port))
-    assert done.returncode == 2
+        done = cli(*command, *store, "--port", str(port))
+    assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"asyncplugin serve: error: cannot listen on 127.0.0.1:{port}: the port is already in "
-        "use (another server?); choose another --port, or --port 0 for a free one"
+        f"asyncplugin {command[0]}: error: cannot listen on 127.0.0.1:{port}: the port is "
+        "already in use (another server?); choose another --port, or --port 0 for a free one"
     ]
 
 

@@ -20,6 +20,8 @@ from typing import Any, Final
 
 import grpc
 
+from asyncplugin.protocol.server_security import BindError
+
 from .errors import UsageError
 
 __all__ = ["NOT_A_GRPC_ENDPOINT", "check_port_free", "probe", "tcp_accepts"]
@@ -111,7 +113,8 @@ def check_port_free(host: str, port: int, *, option: str = "--port") -> None:
     address), before gRPC tries and logs its own error line. Port 0 is always free.
 
     Raises:
-        UsageError: naming the address, the reason, and the option to change.
+        BindError: naming the address, the reason, and the option to change (exit status 1,
+            as when gRPC itself cannot bind).
     """
     if port == 0:
         return
@@ -119,7 +122,7 @@ def check_port_free(host: str, port: int, *, option: str = "--port") -> None:
     try:
         infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
-        raise UsageError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+        raise BindError(f"cannot listen on {host}:{port}: {err.strerror}") from None
     failures: list[OSError] = []
     for family, kind, proto, _, address in infos:
         with socket.socket(family, kind, proto) as probe_socket:
@@ -133,8 +136,8 @@ def check_port_free(host: str, port: int, *, option: str = "--port") -> None:
         return  # gRPC serves when it can bind at least one of the addresses
     first = failures[0]
     if first.errno == errno.EADDRINUSE:
-        raise UsageError(
+        raise BindError(
             f"cannot listen on {host}:{port}: the port is already in use (another server?); "
             f"choose another {option}, or {option} 0 for a free one"
         )
-    raise UsageError(f"cannot listen on {host}:{port}: {first.strerror or first}")
+    raise BindError(f"cannot listen on {host}:{port}: {first.strerror or first}")
