@@ -75,10 +75,11 @@ def cli(
 
 
 def cli_process(*argv: str) -> subprocess.Popen[str]:
-    """Starts `asyncplugin ARGV...` in the background (stdout and stderr piped)."""
+    """Starts `asyncplugin ARGV...` in the background (stdin, stdout and stderr piped)."""
     return subprocess.Popen(
         [sys.executable, "-m", "asyncplugin.cli", *argv],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -66,33 +66,36 @@ def test_submit_detached_kill_restart_watch_cancel_and_read_results(
     engine = daemon.start()
     at = ("--engine", engine)
 
-    ids: dict[str, str] = {}
-    for name, payload in JOBS.items():
-        submitted = _json(
-            cli(
-                "invoke",
-                slow_job_target,
-                *at,
-                "--detach",
-                "--data",
-                json.dumps(payload),
-                "--label",
-                f"job={name}",
-                "-o",
-                "json",
-            )
+    # Submitted side by side (one process each), so the whole batch starts at once.
+    submits = {
+        name: cli_process(
+            "invoke",
+            slow_job_target,
+            *at,
+            "--detach",
+            "--data",
+            json.dumps(payload),
+            "--label",
+            f"job={name}",
+            "-o",
+            "json",
         )
+        for name, payload in JOBS.items()
+    }
+    plain = cli_process("invoke", slow_job_target, *at, "--detach", "--data", "@-")
+    out, err = plain.communicate('{"duration_s": 2}', timeout=60)
+    assert plain.returncode == 0, err
+    assert re.fullmatch(r"[0-9a-f]{32}\n", out)  # the full id, alone on stdout
+    ids = {"from_stdin": out.strip()}
+    assert f"asyncplugin tasks watch {ids['from_stdin']} --engine {engine}" in err
+    for name, process in submits.items():
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        submitted = json.loads(out)
         assert submitted["state"] in ("TASK_STATE_WAITING", "TASK_STATE_RUNNING")
         assert submitted["labels"] == {"job": name}
         assert submitted["name"] == f"tasks/{submitted['task_id']}"
         ids[name] = submitted["task_id"]
-    plain = cli(
-        "invoke", slow_job_target, *at, "--detach", "--data", "@-", stdin='{"duration_s": 2}'
-    )
-    assert plain.returncode == 0, plain.stderr
-    assert re.fullmatch(r"[0-9a-f]{32}\n", plain.stdout)  # the full id, alone on stdout
-    ids["from_stdin"] = plain.stdout.strip()
-    assert f"asyncplugin tasks watch {ids['from_stdin']} --engine {engine}" in plain.stderr
 
     _wait_started(engine, ids)
     labelled = _json_lines(cli("tasks", "list", *at, "--label", "job=long", "-o", "json").stdout)
