@@ -3,8 +3,8 @@ that `asyncplugin engine serve --http-port 0` serves.
 
 Everything runs as an operator runs it: the plugin server (the SlowJob example) and the engine
 daemon are processes of their own, the daemon on a SQLite store with its console on a free port
-(the addresses are read from the daemon's stdout). Tasks are submitted through the daemon's gRPC
-API (`EngineClient`, what `asyncplugin invoke --engine ADDRESS --detach` does). The browser
+(the addresses are read from the daemon's stdout). Tasks are submitted through the command line
+(`asyncplugin invoke TARGET --engine ADDRESS --detach`, one process each). The browser
 watches the tasks page turn tasks SUCCEEDED without a reload, opens one task and counts one
 timeline mark per call the daemon recorded, reveals remote_status_input on request, and cancels
 a RUNNING task with the button; `asyncplugin tasks show` then reads CANCELLED from the store
@@ -19,7 +19,10 @@ download is never used. Without chromium this test fails and says how to install
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,9 +93,30 @@ class DaemonUnderTest:
     client: EngineClient
 
     async def submit(self, target: str, payload: dict[str, Any], **labels: str) -> str:
-        """Submits a task through the daemon; returns its id."""
-        task = await self.client.submit(target, payload=payload, labels=labels)
-        return task.task_id
+        """`asyncplugin invoke TARGET --engine ADDR --detach`, as a user types it; returns the
+        task id it prints (alone on stdout)."""
+        command = [
+            sys.executable,
+            "-m",
+            "asyncplugin.cli",
+            "invoke",
+            target,
+            "--engine",
+            self.address,
+            "--detach",
+            "--data",
+            json.dumps(payload),
+        ]
+        for key, value in labels.items():
+            command += ["--label", f"{key}={value}"]
+        process = await asyncio.create_subprocess_exec(
+            *command, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        assert process.returncode == 0, err.decode()
+        task_id = out.decode().strip()
+        assert re.fullmatch(r"[0-9a-f]{32}", task_id), out
+        return task_id
 
     async def calls(self, task_id: str) -> list[tuple[str, str]]:
         """(kind, outcome) of every entry the daemon recorded in the task's check history."""
