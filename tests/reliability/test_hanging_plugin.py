@@ -217,8 +217,10 @@ async def test_hanging_checks_do_not_delay_other_plugins(tmp_path: Path) -> None
     print(f"other plugin, default settings: {lateness}")
     # The other plugin's checks are sent, not just on time when sent: 88% of the scheduled ones
     # were (each interval also holds the call's own time); with the bulkhead disabled
-    # (max_concurrent_rpcs_per_target=64) only 34% were, at a p50 lateness of 1.4 ms.
-    assert lateness.check_rate >= 0.7
+    # (max_concurrent_rpcs_per_target=64) only 34% were, at a p50 lateness of 1.4 ms. The bound
+    # sits between the two: 0.7 was missed on a 2-core machine at load average 8+ (the checks
+    # are sent, but later, so fewer fit the window), while starvation stays far below 0.5.
+    assert lateness.check_rate >= 0.5
     assert lateness.p50_ms < 100
     assert lateness.saturated_p50_ms < 100  # starved (no bulkhead): ~1,300 ms
 
@@ -230,6 +232,6 @@ async def test_hanging_checks_beside_good_tasks_of_the_same_plugin(tmp_path: Pat
     good tasks keep their schedule."""
     lateness = await _run(tmp_path, same_plugin=True, max_concurrent_rpcs=512)
     print(f"same plugin, max_concurrent_rpcs=512: {lateness}")
-    assert lateness.check_rate >= 0.7  # 95% measured
+    assert lateness.check_rate >= 0.5  # 95% measured; starved (no bulkhead): 34%
     assert lateness.p50_ms < 100
     assert lateness.saturated_p50_ms < 100  # starved (no bulkhead): ~1,300 ms
