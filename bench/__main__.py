@@ -1,6 +1,7 @@
-"""`python -m bench [--quick] [--only NAMES] [--json FILE] [--plots DIR]`: run and print the table.
+"""`python -m bench [--quick] [--only NAMES] [--reps N] [--peer-sizes N,...] [--json FILE] ...`.
 
-The table goes to stdout (with a header naming the machine); progress goes to stderr.
+Runs the benchmarks and prints one table (with a header naming the machine), then the sections'
+detail tables; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +15,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("throughput", "scale", "lateness", "detection", "peers", "observability", "scaleout")
+SECTIONS = (
+    "throughput",
+    "scale",
+    "lateness",
+    "detection",
+    "peers",
+    "observability",
+    "scaleout",
+    "attribution",
+)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1000,10000, got {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}"
     )
+    parser.add_argument(
+        "--reps", type=int, help="repetitions of the interleaved sections [3; 1 with --quick]"
+    )
+    parser.add_argument(
+        "--peer-sizes",
+        type=_sizes,
+        help="operations on the shared schedule in peers [1000,2000,10000]",
+    )
+    parser.add_argument(
+        "--own-sizes",
+        type=_sizes,
+        help="operations on each client's own defaults in peers ('' for none) [1000,10000]",
+    )
+    parser.add_argument(
+        "--attribution-size", type=int, help="operations of the attribution runs [2000]"
+    )
     parser.add_argument("--json", type=Path, help="also write every figure and raw run to FILE")
     parser.add_argument("--plots", type=Path, help="write the PNG figures into DIR")
     args = parser.parse_args(argv)
@@ -30,11 +66,32 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
+    if args.reps is not None and args.reps < 1:
+        parser.error(f"--reps must be >= 1, got {args.reps}")
+    if args.attribution_size is not None and args.attribution_size < 1:
+        parser.error(f"--attribution-size must be >= 1, got {args.attribution_size}")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # spawned children inherit it
 
-    from . import _common, detection, lateness, observability, peers, scale, scaleout, throughput
+    from . import (
+        _common,
+        attribution,
+        detection,
+        lateness,
+        observability,
+        peers,
+        scale,
+        scaleout,
+        throughput,
+    )
 
-    runners: dict[str, Callable[[bool], tuple[list[_common.Row], dict[str, Any]]]] = {
+    config = _common.Config(
+        quick=args.quick,
+        reps=args.reps,
+        peer_sizes=args.peer_sizes or None,
+        own_sizes=args.own_sizes,
+        attribution_size=args.attribution_size,
+    )
+    runners: dict[str, Callable[[_common.Config], tuple[list[_common.Row], dict[str, Any]]]] = {
         "throughput": throughput.run,
         "scale": scale.run,
         "lateness": lateness.run,
@@ -42,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "peers": peers.run,
         "observability": observability.run,
         "scaleout": scaleout.run,
+        "attribution": attribution.run,
     }
     header = _common.machine_header()
     started = time.perf_counter()
@@ -50,10 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in SECTIONS:
         if name not in wanted:
             continue
-        section_rows, data = runners[name](args.quick)
+        section_rows, data = runners[name](config)
         rows += section_rows
         results[name] = data
-    rows += _floor_rows(results)
     elapsed = time.perf_counter() - started
     with open("/proc/loadavg", encoding="ascii") as loadavg:
         header["load average at end"] = " ".join(loadavg.read().split()[:3])
@@ -68,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     if notes:
         print("\nnotes:")
         print("\n".join(notes))
+    for name in SECTIONS:
+        for table in results.get(name, {}).get("tables", []):
+            print()
+            print(table)
     met = [row.met for row in rows if row.met is not None]
     print(f"\ntargets met: {sum(met)} of {len(met)}")
     if args.json:
@@ -81,35 +142,6 @@ def main(argv: list[str] | None = None) -> int:
             _common.log(f"wrote {path}")
     sys.stdout.flush()
     return 0
-
-
-def _floor_rows(results: dict[str, Any]) -> list[Any]:
-    """The CPU a raw grpc.aio client needs for the engine's calls in the peer run: the floor."""
-    from ._common import Row
-
-    if "throughput" not in results or "peers" not in results:
-        return []
-    raw_us = results["throughput"]["cpu"]["raw"]["client_cpu_us"]
-    rows = []
-    for key, run in results["peers"].items():
-        if not key.isdigit() or int(key) < 10_000:
-            continue
-        n = int(key)
-        calls = run["engine"]["checks"] + n
-        rows.append(
-            Row(
-                "5",
-                f"  floor: raw grpc.aio client CPU for the engine's {calls:,.0f} calls",
-                calls * raw_us / 1e6,
-                "s",
-                "google-api-core PollingFuture",
-                run["api_core"]["cpu_s"],
-                ratio_is_less=True,
-                note="best CPU ratio any asyncio gRPC poller could reach (section 1's raw client "
-                "CPU per call, measured at 64 in flight)",
-            )
-        )
-    return rows
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "SPAWN",
+    "Config",
     "PluginProcess",
     "Row",
     "Target",
@@ -40,13 +41,45 @@ SPAWN = mp.get_context("spawn")
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """What to run: `--quick` (a smoke run) and the sizes a full run may be given.
+
+    Attributes:
+        quick: small sizes, one repetition: checks that everything runs, figures are noise.
+        reps: repetitions of the sections that interleave them (None: 3, or 1 with quick).
+        peer_sizes: operations on the shared schedule in `peers` (None: the section's own).
+        own_sizes: operations on each client's own defaults in `peers` (None: its own).
+        attribution_size: operations of the `attribution` runs (None: its own).
+    """
+
+    quick: bool = False
+    reps: int | None = None
+    peer_sizes: tuple[int, ...] | None = None
+    own_sizes: tuple[int, ...] | None = None
+    attribution_size: int | None = None
+
+    def repetitions(self) -> int:
+        if self.reps is not None:
+            return self.reps
+        return 1 if self.quick else 3
+
+
+def rotated(items: Sequence[T], rep: int) -> list[T]:
+    """`items` rotated by `rep`: repetition r starts with item r (interleaved, order rotated)."""
+    if not items:
+        return []
+    shift = rep % len(items)
+    return list(items[shift:]) + list(items[:shift])
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A target from issue 6: `op threshold` applied to the row's value or to its ratio."""
 
     text: str
     on: str  # "value" or "ratio"
-    op: str  # ">=", "<=" or "<"
+    op: str  # ">=", ">", "<=" or "<"
     threshold: float
 
     def met(self, value: float, ratio: float | None) -> bool | None:
@@ -56,6 +89,8 @@ class Target:
             return None
         if self.op == ">=":
             return subject >= self.threshold
+        if self.op == ">":
+            return subject > self.threshold
         if self.op == "<=":
             return subject <= self.threshold
         return subject < self.threshold

@@ -29,7 +29,7 @@ import random
 import statistics
 from typing import Any
 
-from ._common import Row, log
+from ._common import Config, Row, log
 
 MIN_S, MAX_S = 2.0, 1800.0
 
@@ -178,8 +178,9 @@ async def _engine_on_fake_clock(jobs: list[float]) -> list[float]:
     return delays
 
 
-def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     """Runs the section and returns its rows."""
+    quick = config.quick
     n = 2_000 if quick else 20_000
     log(f"detection: {n:,} simulated jobs, 2 s .. 30 min")
     jobs = durations(n)

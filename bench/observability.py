@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._common import PluginProcess, Row, Target, in_child, log, median
+from ._common import Config, PluginProcess, Row, Target, in_child, log, median
 
 CONCURRENCY = 64
 
@@ -65,11 +65,12 @@ def plugin_telemetry() -> Any:
     return PluginTelemetry(tracer_provider=tracer_provider(), registry=CollectorRegistry())
 
 
-def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     """Runs the section; returns its rows and the raw runs."""
+    quick = config.quick
     from .throughput import engine_client, raw_client
 
-    reps = 1 if quick else 3
+    reps = config.repetitions()
     warmup_s, window_s = (0.3, 0.7) if quick else (0.7, 2.5)
     args = (CONCURRENCY, warmup_s, window_s)
     runs: dict[str, list[dict[str, float]]] = {

@@ -1,43 +1,45 @@
-"""Peer comparison: N concurrent operations, google-api-core's PollingFuture against the engine.
+"""Peer comparison: the engine against google-api-core's pollers and the raw grpc.aio floor.
 
-The same plugin (`bench.plugins` "jobs": the SDK serving jobs that end `duration_s` of wall time
-after they start, no check-after hint) in its own process; each client in its own fresh process;
-the same N job durations (uniform 2-12 s, seeded) for both, so both clients do the same work:
-start N jobs, poll each to its end, hold every result.
+The same jobs for every client (`bench.plugins` "bare-jobs": a job ends `duration_s` of wall
+time after it starts, uniform 2-12 s, seeded, the same list for every client; no check-after
+hint) and the same work: start N jobs, poll each to its end, hold every result. The clients are
+in `bench.peer_clients`: the engine, api-core's threaded `PollingFuture`, api-core's asyncio
+`AsyncFuture`, and the raw grpc.aio loop (a semaphore of 64), the floor for any asyncio poller.
 
-- google-api-core: what a user of that library writes. A `PollingFuture` subclass whose `done()`
-  sends one status check through the generated stub on a sync grpc channel; one thread per
-  operation, each sending the initiating call and then blocking in `future.result()` with the
-  library's default polling (`DEFAULT_POLLING`: checks at once, then sleeps uniform(0, cap) with
-  the cap 1 s x1.5 up to 20 s).
-- engine: one `Engine` (MemoryStore, default policy and `max_concurrent_rpcs`), `submit` N tasks,
-  then `wait` for all of them.
+Two comparisons, side by side in one run:
 
-Measured in each client process: CPU seconds (user + system, every thread) from the first
-initiating call to the last result, and peak RSS (ru_maxrss; the process is fresh, so this is
-the peak of this run) along with the RSS before the work started (interpreter + grpc).
+- shared schedule (the spread-out regime): every client polls on ONE schedule, 1 s x1.5 up to
+  20 s, +-20% (the engine's formula), so they send the same number of checks and differ only in
+  mechanism; calls are spread over time rather than back to back. At 1,000, 2,000 and 10,000
+  operations; the raw loop makes the same calls on the same schedule: the floor.
+- own defaults: the engine, PollingFuture and AsyncFuture each on its own defaults, at 1,000
+  and 10,000 operations: what a user gets without tuning (checks sent differ, and are shown).
+
+Every client runs in a fresh spawned process against a fresh plugin process; repetitions are
+interleaved (every client once per repetition) and the order rotates between repetitions, so no
+client always goes first or always follows the same one. Figures are medians over repetitions.
+Per run: CPU seconds of the client process (every thread) from its first call to its last
+result, per call sent (initiating calls + status checks), the main thread's share (the rest is
+grpc's own threads, or PollingFuture's operation threads), peak RSS above the idle process per
+operation, wall time, checks sent, and the event loop's wake-ups per call.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import threading
-import time
 from typing import Any
 
-from ._common import (
-    PluginProcess,
-    Row,
-    Target,
-    cpu_s,
-    in_child,
-    log,
-    peak_rss_bytes,
-    rss_bytes,
-)
+from ._common import Config, PluginProcess, Row, Target, in_child, log, median, rotated
+from .peer_clients import CLIENTS, LABELS, Schedule
 
-METHOD = "/asyncplugin.v1.PluginService/Invoke"
+SHARED = Schedule()
+"""The one schedule every client follows: 1 s x1.5 up to 20 s, +-20%."""
+QUICK_SCHEDULE = Schedule(initial_s=0.2, multiplier=1.5, max_s=1.0, jitter=0.2, min_s=0.1)
+
+SHARED_SIZES = (1_000, 2_000, 10_000)
+OWN_SIZES = (1_000, 10_000)
+SHARED_KINDS = ("engine", "polling_future", "async_future", "raw")
+OWN_KINDS = ("engine", "polling_future", "async_future")
 
 
 def job_durations(n: int, low_s: float, high_s: float, seed: int = 5) -> list[float]:
@@ -45,194 +47,277 @@ def job_durations(n: int, low_s: float, high_s: float, seed: int = 5) -> list[fl
     return [rng.uniform(low_s, high_s) for _ in range(n)]
 
 
-def api_core_client(target: str, durations: list[float]) -> dict[str, float]:
-    """Child: one thread per operation, each polled by a PollingFuture with default polling."""
-    import grpc
-    from google.api_core.future import polling
+def summarize(runs: list[dict[str, Any]], n: int) -> dict[str, float]:
+    """Medians over repetitions of the per-run figures (per call, per operation)."""
 
-    from asyncplugin.protocol import encode_payload
-    from asyncplugin.v1 import plugin_pb2, plugin_pb2_grpc
+    def med(fn: Any) -> float:
+        return median([fn(r) for r in runs])
 
-    class PluginOperation(polling.PollingFuture):
-        """An asynchronous plugin call seen as a google-api-core long-running operation."""
-
-        def __init__(self, stub: Any, payload: bytes, key: str, first: Any) -> None:
-            super().__init__()  # type: ignore[no-untyped-call]
-            self._stub = stub
-            self._payload = payload
-            self._key = key
-            self._status = first.status
-            self.checks = 0
-
-        def done(self, retry: Any = None) -> bool:
-            if self._result_set:
-                return True
-            self.checks += 1
-            request = plugin_pb2.InvokeRequest(
-                data=self._payload,
-                is_status_check=True,
-                status=self._status,
-                context=plugin_pb2.RequestContext(
-                    idempotency_key=self._key, check_number=self.checks
-                ),
-            )
-            answer = self._stub.Invoke(request, timeout=30)
-            if answer.HasField("data"):
-                self.set_result(answer.data)  # type: ignore[no-untyped-call]
-                return True
-            self._status = answer.status
-            return False
-
-        def cancel(self) -> bool:
-            return False
-
-        def cancelled(self) -> bool:
-            return False
-
-    channel = grpc.insecure_channel(target)
-    grpc.channel_ready_future(channel).result(timeout=30)
-    stub = plugin_pb2_grpc.PluginServiceStub(channel)
-    results: list[Any] = [None] * len(durations)
-    checks = [0] * len(durations)
-    errors: list[BaseException] = []
-
-    def operation(i: int, duration_s: float) -> None:
-        try:
-            payload = encode_payload({"duration_s": duration_s})
-            key = f"op-{i}"
-            first = stub.Invoke(
-                plugin_pb2.InvokeRequest(
-                    data=payload, context=plugin_pb2.RequestContext(idempotency_key=key)
-                ),
-                timeout=60,
-            )
-            future = PluginOperation(stub, payload, key, first)
-            results[i] = future.result()  # type: ignore[no-untyped-call]
-            checks[i] = future.checks
-        except BaseException as err:  # reported to the parent below
-            errors.append(err)
-
-    idle_rss = rss_bytes()
-    cpu0, t0 = cpu_s(), time.perf_counter()
-    threads = [
-        threading.Thread(target=operation, args=(i, d), daemon=True)
-        for i, d in enumerate(durations)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    cpu, wall = cpu_s() - cpu0, time.perf_counter() - t0
-    channel.close()
-    if errors:
-        raise RuntimeError(f"{len(errors)} operations failed, first: {errors[0]!r}")
     return {
-        "cpu_s": cpu,
-        "wall_s": wall,
-        "peak_rss": float(peak_rss_bytes()),
-        "idle_rss": float(idle_rss),
-        "checks": float(sum(checks)),
-        "done": float(sum(1 for r in results if r is not None)),
+        "runs": float(len(runs)),
+        "cpu_s": med(lambda r: r["cpu_s"]),
+        "cpu_us_per_call": med(lambda r: r["cpu_s"] / r["calls"] * 1e6),
+        "main_us_per_call": med(lambda r: r["main_cpu_s"] / r["calls"] * 1e6),
+        "other_us_per_call": med(lambda r: (r["cpu_s"] - r["main_cpu_s"]) / r["calls"] * 1e6),
+        "rss_above_idle_per_op": med(lambda r: (r["peak_rss"] - r["idle_rss"]) / n),
+        "peak_rss": med(lambda r: r["peak_rss"]),
+        "wall_s": med(lambda r: r["wall_s"]),
+        "checks": med(lambda r: r["checks"]),
+        "calls": med(lambda r: r["calls"]),
+        "wakeups_per_call": med(lambda r: r.get("wakeups", float("nan")) / r["calls"]),
+        "switches_per_call": med(lambda r: r["voluntary_switches"] / r["calls"]),
     }
 
 
-def engine_client(target: str, durations: list[float]) -> dict[str, float]:
-    """Child: one Engine with default settings submits N tasks and waits for all of them."""
-    return asyncio.run(_engine(target, durations))
+def measure(
+    plan: list[tuple[str, str]],
+    durations: list[float],
+    schedule: Schedule,
+    reps: int,
+    *,
+    fresh_server: bool,
+    label: str,
+    extra: dict[str, tuple[Any, ...]] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Runs every (name, client kind) of `plan` once per repetition, order rotated.
+
+    Each run is a fresh client process; with `fresh_server`, against a fresh plugin process too.
+    `extra` gives a name's extra positional arguments after the schedule.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in plan}
+    shared_server = None if fresh_server else PluginProcess("bare-jobs").__enter__()
+    try:
+        for rep in range(reps):
+            for name, kind in rotated(plan, rep):
+                own = name.endswith(":own")
+                args = (None if own else schedule, *(extra or {}).get(name, ()))
+                log(f"{label}: {name}, repetition {rep + 1}/{reps}")
+                client = CLIENTS[kind]
+                if shared_server is not None:
+                    target = shared_server.target
+                    runs[name].append(in_child(client, target, durations, *args, timeout_s=900))
+                    continue
+                with PluginProcess("bare-jobs") as server:
+                    target = server.target
+                    runs[name].append(in_child(client, target, durations, *args, timeout_s=900))
+    finally:
+        if shared_server is not None:
+            shared_server.__exit__(None, None, None)
+    return runs
 
 
-async def _engine(target: str, durations: list[float]) -> dict[str, float]:
-    from asyncplugin.engine import CallKind, Engine, MemoryStore, TaskUpdate
-    from asyncplugin.protocol import TaskState
-
-    checks = 0
-
-    def on_change(update: TaskUpdate) -> None:
-        nonlocal checks
-        checks += sum(1 for check in update.checks if check.kind is CallKind.CHECK)
-
-    engine = Engine(store=MemoryStore(), on_change=on_change)
-    await engine.start()
-    idle_rss = rss_bytes()
-    cpu0, t0 = cpu_s(), time.perf_counter()
-    ids = [await engine.submit(target, method=METHOD, payload={"duration_s": d}) for d in durations]
-    records = await asyncio.gather(*(engine.wait(task_id) for task_id in ids))
-    cpu, wall = cpu_s() - cpu0, time.perf_counter() - t0
-    await engine.stop()
-    done = sum(1 for r in records if r.state is TaskState.SUCCEEDED)
-    if done != len(durations):
-        raise RuntimeError(f"only {done} of {len(durations)} tasks succeeded")
-    return {
-        "cpu_s": cpu,
-        "wall_s": wall,
-        "peak_rss": float(peak_rss_bytes()),
-        "idle_rss": float(idle_rss),
-        "checks": float(checks),
-        "done": float(done),
+def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
+    """Runs the section and returns its rows and data (with the detail tables)."""
+    quick = config.quick
+    reps = config.repetitions()
+    schedule = QUICK_SCHEDULE if quick else SHARED
+    shared_sizes = config.peer_sizes or ((60,) if quick else SHARED_SIZES)
+    own_sizes = (
+        config.own_sizes if config.own_sizes is not None else ((60,) if quick else OWN_SIZES)
+    )
+    low_s, high_s = (0.2, 0.8) if quick else (2.0, 12.0)
+    data: dict[str, Any] = {
+        "job_s": [low_s, high_s],
+        "schedule": schedule.describe(),
+        "reps": reps,
+        "shared": {},
+        "own": {},
+        "tables": [],
     }
-
-
-def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
-    """Runs the section and returns its rows."""
-    sizes = [200] if quick else [1_000, 10_000]
-    low_s, high_s = (1.0, 3.0) if quick else (2.0, 12.0)
     rows: list[Row] = []
-    data: dict[str, Any] = {"job_s": [low_s, high_s]}
-    with PluginProcess("jobs") as server:
-        for n in sizes:
-            durations = job_durations(n, low_s, high_s)
-            log(f"peers: {n:,} operations, google-api-core PollingFuture (a thread each)")
-            api = in_child(api_core_client, server.target, durations, timeout_s=600)
-            log(f"peers: {n:,} operations, engine")
-            eng = in_child(engine_client, server.target, durations, timeout_s=600)
-            data[str(n)] = {"api_core": api, "engine": eng}
-            label = f"{n:,}" if n < 10_000 else f"{n // 1000}k"
-            big = n >= 10_000
-            rows.append(
-                Row(
-                    "5",
-                    f"client CPU, {label} operations polled to the end",
-                    eng["cpu_s"],
-                    "s",
-                    "google-api-core PollingFuture",
-                    api["cpu_s"],
-                    ratio_is_less=True,
-                    target=Target(">= 10x less", "ratio", ">=", 10.0) if big else None,
-                    note=f"checks: engine {eng['checks']:.0f}, api-core {api['checks']:.0f}",
-                )
+    for n in sorted(set(shared_sizes) | set(own_sizes)):
+        plan = [(f"{kind}:shared", kind) for kind in SHARED_KINDS] if n in shared_sizes else []
+        if n in own_sizes:
+            plan += [(f"{kind}:own", kind) for kind in OWN_KINDS]
+        durations = job_durations(n, low_s, high_s)
+        runs = measure(
+            plan, durations, schedule, reps, fresh_server=not quick, label=f"peers {n:,}"
+        )
+        for name, results in runs.items():
+            kind, mode = name.split(":")
+            data[mode].setdefault(str(n), {})[kind] = {
+                **summarize(results, n),
+                "raw_runs": results,
+            }
+    for n in shared_sizes:
+        rows += _shared_rows(n, data["shared"][str(n)])
+        data["tables"].append(
+            _detail_table(
+                f"peers, {n:,} operations, shared schedule ({schedule.describe()}), "
+                f"medians of {reps}",
+                data["shared"][str(n)],
             )
-            rows.append(
-                Row(
-                    "5",
-                    f"client peak RSS, {label} operations",
-                    eng["peak_rss"] / 2**20,
-                    "MB",
-                    "google-api-core PollingFuture",
-                    api["peak_rss"] / 2**20,
-                    ratio_is_less=True,
-                    target=Target(">= 10x less", "ratio", ">=", 10.0) if big else None,
-                )
+        )
+    for n in own_sizes:
+        rows += _own_rows(n, data["own"][str(n)])
+        data["tables"].append(
+            _detail_table(
+                f"peers, {n:,} operations, each client on its own defaults, medians of {reps}",
+                data["own"][str(n)],
             )
-            rows.append(
-                Row(
-                    "5",
-                    f"  peak RSS above the idle process, {label} operations",
-                    (eng["peak_rss"] - eng["idle_rss"]) / 2**20,
-                    "MB",
-                    "google-api-core PollingFuture",
-                    (api["peak_rss"] - api["idle_rss"]) / 2**20,
-                    ratio_is_less=True,
-                )
-            )
-            rows.append(
-                Row(
-                    "5",
-                    f"  status checks sent, {label} operations",
-                    eng["checks"],
-                    "n",
-                    "google-api-core PollingFuture",
-                    api["checks"],
-                    ratio_is_less=True,
-                )
-            )
+        )
     return rows, data
+
+
+def _label(n: int) -> str:
+    return f"{n:,}" if n < 10_000 else f"{n // 1000}k"
+
+
+def _shared_rows(n: int, figures: dict[str, dict[str, float]]) -> list[Row]:
+    engine, raw = figures["engine"], figures["raw"]
+    pf, af = figures["polling_future"], figures["async_future"]
+    big = n >= 10_000
+    label = _label(n)
+    less_cpu = (
+        Target(">= 4x less", "ratio", ">=", 4.0) if big else Target("less", "ratio", ">", 1.0)
+    )
+    return [
+        Row(
+            "5",
+            f"engine CPU per call, {label} ops, shared schedule",
+            engine["cpu_us_per_call"],
+            "us",
+            LABELS["raw"],
+            raw["cpu_us_per_call"],
+            target=Target("<= 1.25x floor", "ratio", "<=", 1.25),
+            note=f"checks: engine {engine['checks']:.0f}, raw {raw['checks']:.0f}, "
+            f"PollingFuture {pf['checks']:.0f}, AsyncFuture {af['checks']:.0f}",
+        ),
+        Row(
+            "5",
+            "  same, vs the threaded PollingFuture",
+            engine["cpu_us_per_call"],
+            "us",
+            LABELS["polling_future"],
+            pf["cpu_us_per_call"],
+            ratio_is_less=True,
+            target=less_cpu,
+        ),
+        Row(
+            "5",
+            "  same, vs the asyncio AsyncFuture",
+            engine["cpu_us_per_call"],
+            "us",
+            LABELS["async_future"],
+            af["cpu_us_per_call"],
+            ratio_is_less=True,
+        ),
+        Row(
+            "5",
+            f"peak RSS above idle per op, {label} ops, shared",
+            engine["rss_above_idle_per_op"],
+            "B",
+            LABELS["polling_future"],
+            pf["rss_above_idle_per_op"],
+            ratio_is_less=True,
+            target=Target(">= 10x less", "ratio", ">=", 10.0) if big else None,
+        ),
+        Row(
+            "5",
+            "  same, vs the asyncio AsyncFuture",
+            engine["rss_above_idle_per_op"],
+            "B",
+            LABELS["async_future"],
+            af["rss_above_idle_per_op"],
+            ratio_is_less=True,
+        ),
+        Row(
+            "5",
+            f"  wall time, {label} ops, shared",
+            engine["wall_s"],
+            "s",
+            LABELS["raw"],
+            raw["wall_s"],
+        ),
+    ]
+
+
+def _own_rows(n: int, figures: dict[str, dict[str, float]]) -> list[Row]:
+    engine = figures["engine"]
+    pf, af = figures["polling_future"], figures["async_future"]
+    label = _label(n)
+    return [
+        Row(
+            "5",
+            f"engine client CPU, {label} ops, own defaults",
+            engine["cpu_s"],
+            "s",
+            LABELS["polling_future"],
+            pf["cpu_s"],
+            ratio_is_less=True,
+            note=f"checks: engine {engine['checks']:.0f}, PollingFuture {pf['checks']:.0f}, "
+            f"AsyncFuture {af['checks']:.0f}; wall: engine {engine['wall_s']:.1f} s, "
+            f"PollingFuture {pf['wall_s']:.1f} s, AsyncFuture {af['wall_s']:.1f} s",
+        ),
+        Row(
+            "5",
+            "  same, vs the asyncio AsyncFuture",
+            engine["cpu_s"],
+            "s",
+            LABELS["async_future"],
+            af["cpu_s"],
+            ratio_is_less=True,
+        ),
+        Row(
+            "5",
+            f"peak RSS above idle per op, {label} ops, own defaults",
+            engine["rss_above_idle_per_op"],
+            "B",
+            LABELS["polling_future"],
+            pf["rss_above_idle_per_op"],
+            ratio_is_less=True,
+        ),
+        Row(
+            "5",
+            "  same, vs the asyncio AsyncFuture",
+            engine["rss_above_idle_per_op"],
+            "B",
+            LABELS["async_future"],
+            af["rss_above_idle_per_op"],
+            ratio_is_less=True,
+        ),
+    ]
+
+
+def _detail_table(title: str, figures: dict[str, dict[str, float]]) -> str:
+    """Every client's medians side by side: the section's full picture."""
+    head = (
+        "client",
+        "CPU s",
+        "us/call",
+        "main thr",
+        "other thr",
+        "RSS/op",
+        "wall s",
+        "checks",
+        "calls",
+        "wakeups/call",
+    )
+    lines = [head]
+    for kind in ("engine", "raw", "async_future", "polling_future"):
+        if kind not in figures:
+            continue
+        f = figures[kind]
+        wakeups = f["wakeups_per_call"]
+        lines.append(
+            (
+                LABELS[kind],
+                f"{f['cpu_s']:.2f}",
+                f"{f['cpu_us_per_call']:,.0f}",
+                f"{f['main_us_per_call']:,.0f}",
+                f"{f['other_us_per_call']:,.0f}",
+                f"{f['rss_above_idle_per_op'] / 1024:,.1f} KB",
+                f"{f['wall_s']:.1f}",
+                f"{f['checks']:,.0f}",
+                f"{f['calls']:,.0f}",
+                "-" if wakeups != wakeups else f"{wakeups:.1f}",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = [title]
+    for i, line in enumerate(lines):
+        cells = [c.ljust(widths[0]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(line)]
+        out.append("  " + "  ".join(cells).rstrip())
+        if i == 0:
+            out.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(out)

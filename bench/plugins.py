@@ -9,6 +9,9 @@
 - "jobs": an SDK plugin whose jobs really take time: the payload's `duration_s` (wall clock). The
   job's end time travels in `remote_status_input`, so the server keeps no state per job. No
   check-after hint: each client's own polling schedule alone sets the pace.
+- "bare-jobs": the same jobs on the bare generated servicer (the peer benchmark's server: the
+  server is not what is measured there, and the cheaper it is, the less it takes from the core
+  the measured client shares the machine with).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from typing import Any
 
 import grpc
+from google.protobuf import struct_pb2
 
 from asyncplugin import Request, Response, Task, TaskState
 from asyncplugin.plugin import AsyncPlugin, PluginServer
@@ -51,6 +55,33 @@ class BareServicer(plugin_pb2_grpc.PluginServiceServicer):
         else:
             answer.status.remote_status_input.update({"job_id": request.context.idempotency_key})
         return answer
+
+
+class BareJobs(plugin_pb2_grpc.PluginServiceServicer):
+    """Jobs ending `duration_s` after they start, on the generated servicer alone."""
+
+    async def Invoke(
+        self, request: plugin_pb2.InvokeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> plugin_pb2.InvokeResponse:
+        answer = plugin_pb2.InvokeResponse()
+        if request.is_status_check:
+            job = request.status.remote_status_input
+            if time.time() >= job.fields["ends_at"].number_value:
+                answer.data = _DONE
+                return answer
+            answer.status.remote_status_input.CopyFrom(job)
+        else:
+            duration_s = (
+                struct_pb2.Struct.FromString(request.data).fields["duration_s"].number_value
+            )
+            answer.status.remote_status_input.update(
+                {"job_id": request.context.idempotency_key, "ends_at": time.time() + duration_s}
+            )
+        answer.status.state = task_pb2.TASK_STATE_RUNNING
+        return answer
+
+
+_DONE = struct_pb2.Struct(fields={"done": struct_pb2.Value(bool_value=True)}).SerializeToString()
 
 
 class AlwaysRunning(AsyncPlugin[Payload, Payload]):
@@ -85,9 +116,10 @@ class TimedJobs(AsyncPlugin[Payload, Payload]):
 
 async def _serve(kind: str, conn: multiprocessing.connection.Connection) -> None:
     loop = asyncio.get_running_loop()
-    if kind == "bare":
+    if kind in ("bare", "bare-jobs"):
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        plugin_pb2_grpc.add_PluginServiceServicer_to_server(BareServicer(), server)
+        servicer = BareServicer() if kind == "bare" else BareJobs()
+        plugin_pb2_grpc.add_PluginServiceServicer_to_server(servicer, server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         conn.send(port)
@@ -113,6 +145,6 @@ def _wait_for_stop(conn: multiprocessing.connection.Connection) -> None:
 
 def serve_main(kind: str, loop: str, conn: multiprocessing.connection.Connection) -> None:
     """Entry point of a server process: serve `kind` until told to stop (or the parent exits)."""
-    if kind not in ("bare", "sdk", "sdk-telemetry", "jobs"):
+    if kind not in ("bare", "bare-jobs", "sdk", "sdk-telemetry", "jobs"):
         raise ValueError(f"unknown plugin kind {kind!r}")
     run_loop(_serve(kind, conn), loop)

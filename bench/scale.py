@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import Row, Target, in_child, log, median, rss_bytes
+from ._common import Config, Row, Target, in_child, log, median, rss_bytes
 
 TARGET = "127.0.0.1:9"  # never called: no check falls due while the benchmark runs
 METHOD = "/asyncplugin.v1.PluginService/Invoke"
@@ -207,10 +207,11 @@ def sqlite_select_baseline(path: str) -> dict[str, float]:
     return {"select_s": select_s, "rows": float(len(rows))}
 
 
-def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     """Runs the section and returns its rows."""
+    quick = config.quick
     n = 10_000 if quick else 100_000
-    reps = 1 if quick else 3
+    reps = config.repetitions()
     label = f"{n // 1000}k"
     log(f"scale: {label} in-flight tasks, memory ({reps} repetitions)")
     memory = [in_child(memory_engine, n) for _ in range(reps)]

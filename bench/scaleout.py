@@ -25,7 +25,7 @@ import concurrent.futures
 import time
 from typing import Any
 
-from ._common import PluginProcess, Row, in_child, log, median, run_loop
+from ._common import Config, PluginProcess, Row, in_child, log, median, run_loop
 from .throughput import METHOD, PAYLOAD, engine_client
 
 CONCURRENCY = 64
@@ -132,11 +132,12 @@ def _fleet_run(
     }
 
 
-def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     """Runs the section; returns its rows and raw figures."""
     from tests.pg_server import PgServer
 
-    reps = 1 if quick else 2
+    quick = config.quick
+    reps = config.reps if config.reps is not None else (1 if quick else 2)
     warmup_s, window_s = (0.5, 1.0) if quick else (1.0, 3.0)
     sizes = (1, 2, 4)
     runs: dict[str, list[dict[str, float]]] = {"sqlite": [], **{str(n): [] for n in sizes}}
