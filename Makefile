@@ -96,7 +96,7 @@ screenshots: $(BIN)/.installed browser ## Retake the console screenshots in docs
 node-test: node/node_modules/.installed ## Build the Node.js side and run its tests.
 	cd node && npm test --silent
 
-test: lint check-generated node-test pytest ## Bootstrap, lint, check bindings, run all tests.
+test: lint check-generated node-test pytest bench-smoke ## Bootstrap, lint, check bindings, run all tests.
 
 demo: $(BIN)/.installed ## Run the main job: a full async conversation through the engine.
 	$(BIN)/asyncplugin demo
@@ -108,8 +108,9 @@ $(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml constraints.txt
 bench: $(BIN)/.bench-installed ## Run the benchmarks (~5 min on 2 cores): one table, plots in docs/.
 	$(PY) -m bench --plots docs
 
-bench-smoke: $(BIN)/.bench-installed ## A quick (~1 min) run of every benchmark, as a test.
-	$(PY) -m pytest -q bench/test_smoke.py
+# Part of `make test`, so the benchmarks cannot rot: every section at tiny sizes (under a minute).
+bench-smoke: $(BIN)/.bench-installed ## A quick (<1 min) run of every benchmark, as a test.
+	ASYNCPLUGIN_REQUIRE_BENCH=1 $(PY) -m pytest -q bench/test_smoke.py
 
 $(BIN)/.fuzz-installed: $(BIN)/.installed pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,fuzz]'

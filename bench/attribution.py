@@ -154,13 +154,21 @@ SIZE = 2_000
 def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     """Runs the section: the breakdown rows, and the profile as a detail table."""
     from .peer_clients import LABELS
-    from .peers import QUICK_SCHEDULE, SHARED, job_durations, measure, summarize
+    from .peers import (
+        QUICK_JOB_S,
+        QUICK_SCHEDULE,
+        QUICK_SIZE,
+        SHARED,
+        job_durations,
+        measure,
+        summarize,
+    )
 
     quick = config.quick
     reps = config.repetitions()
-    n = config.attribution_size or (60 if quick else SIZE)
+    n = config.attribution_size or (QUICK_SIZE if quick else SIZE)
     schedule = QUICK_SCHEDULE if quick else SHARED
-    durations = job_durations(n, *((0.2, 0.8) if quick else (2.0, 12.0)))
+    durations = job_durations(n, *(QUICK_JOB_S if quick else (2.0, 12.0)))
     plan = [("raw", "raw")] + [(f"engine:{v or 'as-is'}", "engine") for v in VARIANTS]
     extra = {f"engine:{v or 'as-is'}": ("asyncio", v) for v in VARIANTS}
     runs = measure(

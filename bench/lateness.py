@@ -12,8 +12,9 @@ second of each stage is discarded.
   take a slot, pop, fire one grpc.aio call in a task, push it back an hour later) with the same
   N pending at the same rate and the engine's concurrency bound: 64 calls in flight, 32 per
   target (one target here, so 32), taken before the head is popped as the engine's scheduler
-  does, and lateness read once the slot is held. Also the pause of one full pass of Python's cyclic collector with every task in
-  flight (timed with `gc.collect()` after the window), and how many such passes fell in it.
+  does, and lateness read once the slot is held. Also the pause of one full pass of Python's
+  cyclic collector with every task in flight (timed with `gc.collect()` after the window), and
+  how many such passes fell in it.
 - The highest sustainable rate: a series of stages of 2 s from 2,000/s up; the highest rate
   before the first stage whose lateness p99 reaches 50 ms, on asyncio's loop and on uvloop. Both
   runs call `gc.collect(); gc.freeze()` right after `Engine.start` (an operator's setting, no
