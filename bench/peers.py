@@ -113,11 +113,11 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     quick = config.quick
     reps = config.repetitions()
     schedule = QUICK_SCHEDULE if quick else SHARED
-    shared_sizes = config.peer_sizes or ((60,) if quick else SHARED_SIZES)
-    own_sizes = (
-        config.own_sizes if config.own_sizes is not None else ((60,) if quick else OWN_SIZES)
-    )
-    low_s, high_s = (0.2, 0.8) if quick else (2.0, 12.0)
+    shared_sizes = config.peer_sizes or ((QUICK_SIZE,) if quick else SHARED_SIZES)
+    own_sizes = config.own_sizes
+    if own_sizes is None:
+        own_sizes = (QUICK_SIZE,) if quick else OWN_SIZES
+    low_s, high_s = QUICK_JOB_S if quick else (2.0, 12.0)
     data: dict[str, Any] = {
         "job_s": [low_s, high_s],
         "schedule": schedule.describe(),
