@@ -70,7 +70,10 @@ def _violation(rule: Rule, field: str, message: str) -> ProtocolViolation:
 
 
 def _text(msg: pb_message.Message, name: str, limit: int, path: str) -> Iterator[ProtocolViolation]:
-    size = len(getattr(msg, name).encode("utf-8"))
+    value: str = getattr(msg, name)
+    if len(value) * 4 <= limit:  # fits however it encodes (UTF-8: at most 4 bytes a character)
+        return
+    size = len(value.encode("utf-8"))
     if size > limit:
         yield _violation(
             Rule.FIELD_TOO_LONG, f"{path}.{name}", f"{path}.{name} is {size} bytes; limit {limit}"
@@ -175,10 +178,85 @@ def error_violations(error: error_pb2.Error, *, path: str = "error") -> Iterator
             current = None
 
 
+# Each level of Struct/ListValue nesting costs at least 4 bytes on the wire (the element or map
+# entry's tag and length, then the Value's struct_value/list_value tag and length), so a Struct of
+# this many bytes or fewer cannot nest deeper than STRUCT_MAX_DEPTH: no need to walk it.
+_DEPTH_FREE_BYTES: Final = 4 * (limits.STRUCT_MAX_DEPTH - 1)
+_TASK_TEXT_LIMIT: Final = dict(_TASK_TEXT_LIMITS)
+_TIMESTAMP_NAMES: Final = frozenset(_TIMESTAMPS)
+_STRUCT_NAMES: Final = frozenset(name for name, _, _ in _STRUCTS)
+
+
+def _text_fits(value: str, limit: int) -> bool:
+    """UTF-8 needs at most 4 bytes a character: most texts fit without being encoded."""
+    return len(value) * 4 <= limit or len(value.encode("utf-8")) <= limit
+
+
+def _task_clean(task: task_pb2.Task, answer: bool) -> bool:
+    """True if the Task surely breaks no rule: one pass over the fields it sets.
+
+    False means "look closer", never "invalid": `task_violations` then runs every check to name
+    what is wrong. A Task carrying an error envelope always gets the full check.
+    """
+    state = task.state
+    if state not in (_ANSWER_STATES if answer else _KNOWN_STATES):
+        return False
+    if state == task_pb2.TASK_STATE_UNSPECIFIED or state == task_pb2.TASK_STATE_FAILED:
+        return False
+    has_remote_status_input = False
+    for descriptor, value in task.ListFields():
+        name = descriptor.name
+        if name in _STRUCT_NAMES:
+            has_remote_status_input |= name == "remote_status_input"
+            size = value.ByteSize()
+            if size > limits.REMOTE_STATUS_MAX_BYTES:
+                return False
+            if size > _DEPTH_FREE_BYTES and struct_depth(value) > limits.STRUCT_MAX_DEPTH:
+                return False
+        elif name in _TASK_TEXT_LIMIT:
+            if not _text_fits(value, _TASK_TEXT_LIMIT[name]):
+                return False
+        elif name in _TIMESTAMP_NAMES:
+            low, high = _TIMESTAMP_SECONDS
+            if not (low <= value.seconds <= high and 0 <= value.nanos <= _NANOS_MAX):
+                return False
+        elif name == "check_after":
+            seconds, nanos = value.seconds, value.nanos
+            if seconds < 0 or nanos < 0 or seconds > _DURATION_MAX_SECONDS or nanos > _NANOS_MAX:
+                return False
+        elif name == "progress":
+            if not _progress_clean(value):
+                return False
+        elif name == "error":
+            return False
+    return has_remote_status_input or state != task_pb2.TASK_STATE_RUNNING
+
+
+def _progress_clean(progress: task_pb2.Progress) -> bool:
+    """True if the progress report surely breaks no rule (see `_progress_violations`)."""
+    if progress.HasField("fraction") and not 0.0 <= progress.fraction <= 1.0:
+        return False
+    has_done, has_total = progress.HasField("done"), progress.HasField("total")
+    if (has_done and progress.done < 0) or (has_total and progress.total < 0):
+        return False
+    if has_done and has_total and progress.done > progress.total:
+        return False
+    return _text_fits(progress.stage, limits.CODE_MAX_BYTES)
+
+
 def task_violations(
     task: task_pb2.Task, *, path: str = "status", answer: bool = False
 ) -> Iterator[ProtocolViolation]:
     """Yields every rule the Task breaks. `answer=True` applies the rules for a plugin's answer."""
+    if _task_clean(task, answer):
+        return
+    yield from _every_task_violation(task, path=path, answer=answer)
+
+
+def _every_task_violation(
+    task: task_pb2.Task, *, path: str, answer: bool
+) -> Iterator[ProtocolViolation]:
+    """Every check of every rule, in order (what `task_violations` runs past the fast pass)."""
     yield from _state_violations(task.state, f"{path}.state", answer=answer)
     yield from _pairing_violations(task, path)
     for struct_name, too_large, too_deep in _STRUCTS:
