@@ -1,4 +1,6 @@
-"""The fast single pass of Task validation never lets a violation through, and is really taken.
+"""The fast paths of the protocol layer give the same answers as the full, slow ones.
+
+The fast single pass of Task validation never lets a violation through, and is really taken.
 
 `task_violations` first runs `_task_clean` (one pass over the fields a Task sets); only when it
 cannot vouch for the Task does every check run to name what is wrong. These tests hold the pass
@@ -7,12 +9,15 @@ to the full checks on Tasks built near every limit, valid and not.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
+import pytest
+from google.protobuf import timestamp_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncplugin.protocol import limits, struct_depth, task_violations
+from asyncplugin.protocol import limits, struct_depth, task_violations, timestamp_to_datetime
 from asyncplugin.protocol.validate import (
     _DEPTH_FREE_BYTES,
     _every_task_violation,
@@ -147,3 +152,22 @@ def test_the_depth_bound_is_tight_for_empty_lists() -> None:
     depth = struct_depth(struct)
     assert depth > limits.STRUCT_MAX_DEPTH
     assert struct.ByteSize() > _DEPTH_FREE_BYTES
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    seconds=st.integers(-62_135_596_801, 253_402_300_800),
+    nanos=st.integers(-1, 1_000_000_000),
+)
+def test_timestamp_to_datetime_is_protobufs_conversion(seconds: int, nanos: int) -> None:
+    """The fast conversion gives ToDatetime's value, and its ValueError out of range."""
+    stamp = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+    try:
+        expected = stamp.ToDatetime(tzinfo=UTC)
+    except ValueError:
+        with pytest.raises(ValueError, match="Timestamp is not valid"):
+            timestamp_to_datetime(stamp)
+        return
+    got = timestamp_to_datetime(stamp)
+    assert got == expected
+    assert got.tzinfo is expected.tzinfo

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from google.protobuf import timestamp_pb2
 
@@ -187,6 +187,18 @@ def datetime_to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     return out
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SECONDS_RANGE: Final = (-62_135_596_800, 253_402_300_799)
+
+
 def timestamp_to_datetime(value: timestamp_pb2.Timestamp) -> datetime:
-    """Decodes a Timestamp into an aware UTC datetime."""
+    """Decodes a Timestamp into an aware UTC datetime (microseconds, truncated).
+
+    The same value as `value.ToDatetime(tzinfo=UTC)`, computed without its pure-Python checks
+    for a Timestamp within range; one outside it goes to `ToDatetime`, which raises ValueError.
+    """
+    seconds, nanos = value.seconds, value.nanos
+    low, high = _SECONDS_RANGE
+    if low <= seconds <= high and 0 <= nanos < 1_000_000_000:
+        return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
     return value.ToDatetime(tzinfo=UTC)
