@@ -17,7 +17,17 @@ from google.protobuf import timestamp_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncplugin.protocol import limits, struct_depth, task_violations, timestamp_to_datetime
+from asyncplugin.protocol import (
+    PluginError,
+    Progress,
+    Task,
+    TaskState,
+    limits,
+    struct_depth,
+    struct_to_dict,
+    task_violations,
+    timestamp_to_datetime,
+)
 from asyncplugin.protocol.validate import (
     _DEPTH_FREE_BYTES,
     _every_task_violation,
@@ -171,3 +181,79 @@ def test_timestamp_to_datetime_is_protobufs_conversion(seconds: int, nanos: int)
     got = timestamp_to_datetime(stamp)
     assert got == expected
     assert got.tzinfo is expected.tzinfo
+
+
+def _reference_from_proto(message: task_pb2.Task) -> Task:
+    """Task.from_proto as it was, field by field: the single pass must decode the same Task."""
+
+    def stamp(name: str) -> Any:
+        if not message.HasField(name):  # type: ignore[arg-type]
+            return None
+        return getattr(message, name).ToDatetime(tzinfo=UTC)
+
+    return Task(
+        state=TaskState(message.state),
+        remote_status_input=struct_to_dict(message.remote_status_input)
+        if message.HasField("remote_status_input")
+        else None,
+        remote_status_output=struct_to_dict(message.remote_status_output)
+        if message.HasField("remote_status_output")
+        else None,
+        remote_status_message=message.remote_status_message,
+        status_message=message.status_message,
+        status_suggestion=message.status_suggestion,
+        status_code=message.status_code,
+        progress=Progress.from_proto(message.progress) if message.HasField("progress") else None,
+        check_after_s=message.check_after.ToNanoseconds() / 1e9
+        if message.HasField("check_after")
+        else None,
+        error=PluginError.from_proto(message.error) if message.HasField("error") else None,
+        task_id=message.task_id,
+        retries=message.retries,
+        max_retries=message.max_retries,
+        check_count=message.check_count,
+        create_time=stamp("create_time"),
+        update_time=stamp("update_time"),
+        start_time=stamp("start_time"),
+        end_time=stamp("end_time"),
+        next_check_time=stamp("next_check_time"),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    task=tasks(),
+    task_id=st.text(max_size=4),
+    counts=st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, 9)),
+)
+def test_from_proto_decodes_what_the_field_by_field_decoding_did(
+    task: task_pb2.Task, task_id: str, counts: tuple[int, int, int]
+) -> None:
+    """Every valid Task decodes to the same value (errors included) in one pass."""
+    task.task_id = task_id
+    task.retries, task.max_retries, task.check_count = counts
+    if list(task_violations(task)):
+        return
+    got, expected = Task.from_proto(task), _reference_from_proto(task)
+    assert got == expected
+    assert _error_wire(got) == _error_wire(expected)  # not part of Task's own comparison
+
+
+def _error_wire(task: Task) -> error_pb2.Error | None:
+    return task.error.to_proto() if task.error is not None else None
+
+
+def test_from_proto_decodes_a_failed_task_with_its_error_chain() -> None:
+    task = task_pb2.Task(state=task_pb2.TASK_STATE_FAILED, status_message="no")
+    task.error.CopyFrom(
+        error_pb2.Error(
+            message="outer",
+            code="C",
+            metadata={"k": "v"},
+            wrapped_error=error_pb2.Error(message="inner", wrapped_message="root"),
+        )
+    )
+    task.end_time.GetCurrentTime()
+    got, expected = Task.from_proto(task), _reference_from_proto(task)
+    assert got == expected
+    assert _error_wire(got) == _error_wire(expected) == task.error

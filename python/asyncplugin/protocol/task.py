@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -143,39 +144,15 @@ class Task:
             state = TaskState(message.state)
         except ValueError:
             raise ValueError(f"Task.state {message.state} is not a valid TaskState") from None
-
-        def stamp(name: str) -> datetime | None:
-            return timestamp_to_datetime(getattr(message, name)) if message.HasField(name) else None  # type: ignore[arg-type]
-
-        return cls(
-            state=state,
-            remote_status_input=struct_to_dict(message.remote_status_input)
-            if message.HasField("remote_status_input")
-            else None,
-            remote_status_output=struct_to_dict(message.remote_status_output)
-            if message.HasField("remote_status_output")
-            else None,
-            remote_status_message=message.remote_status_message,
-            status_message=message.status_message,
-            status_suggestion=message.status_suggestion,
-            status_code=message.status_code,
-            progress=Progress.from_proto(message.progress)
-            if message.HasField("progress")
-            else None,
-            check_after_s=message.check_after.ToNanoseconds() / 1e9
-            if message.HasField("check_after")
-            else None,
-            error=PluginError.from_proto(message.error) if message.HasField("error") else None,
-            task_id=message.task_id,
-            retries=message.retries,
-            max_retries=message.max_retries,
-            check_count=message.check_count,
-            create_time=stamp("create_time"),
-            update_time=stamp("update_time"),
-            start_time=stamp("start_time"),
-            end_time=stamp("end_time"),
-            next_check_time=stamp("next_check_time"),
-        )
+        # One pass over the fields the message sets; every other field keeps its default, which
+        # is the wire default ("" and 0) or None for an absent message.
+        fields: dict[str, Any] = {"state": state}
+        for descriptor, value in message.ListFields():
+            known = _FROM_WIRE.get(descriptor.name)
+            if known is not None:  # None: `state` (done above), or a field this version lacks
+                name, convert = known
+                fields[name] = value if convert is None else convert(value)
+        return cls(**fields)
 
 
 def datetime_to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -202,3 +179,30 @@ def timestamp_to_datetime(value: timestamp_pb2.Timestamp) -> datetime:
     if low <= seconds <= high and 0 <= nanos < 1_000_000_000:
         return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
     return value.ToDatetime(tzinfo=UTC)
+
+
+def _check_after_s(value: Any) -> float:
+    return float(value.ToNanoseconds() / 1e9)
+
+
+_FROM_WIRE: Final[dict[str, tuple[str, Callable[[Any], Any] | None]]] = {
+    "remote_status_input": ("remote_status_input", struct_to_dict),
+    "remote_status_output": ("remote_status_output", struct_to_dict),
+    "remote_status_message": ("remote_status_message", None),
+    "status_message": ("status_message", None),
+    "status_suggestion": ("status_suggestion", None),
+    "status_code": ("status_code", None),
+    "progress": ("progress", Progress.from_proto),
+    "check_after": ("check_after_s", _check_after_s),
+    "error": ("error", PluginError.from_proto),
+    "task_id": ("task_id", None),
+    "retries": ("retries", None),
+    "max_retries": ("max_retries", None),
+    "check_count": ("check_count", None),
+    "create_time": ("create_time", timestamp_to_datetime),
+    "update_time": ("update_time", timestamp_to_datetime),
+    "start_time": ("start_time", timestamp_to_datetime),
+    "end_time": ("end_time", timestamp_to_datetime),
+    "next_check_time": ("next_check_time", timestamp_to_datetime),
+}
+"""Each wire Task field but `state`: its Task field and how it is converted (None: copied)."""
