@@ -200,11 +200,7 @@ async def _engine(
         done=float(done),
         wakeups=float(wakeups.count),
     )
-    if profiler is not None:
-        from .attribution import summarize_profile, top_functions
-
-        result["profile"] = summarize_profile(profiler)  # type: ignore[assignment]
-        result["top"] = top_functions(profiler)  # type: ignore[assignment]
+    _add_profile(result, profiler)
     return result
 
 
@@ -466,16 +462,20 @@ def raw_client(
     durations: list[float],
     schedule: Schedule | None,
     loop: str = "asyncio",
+    variant: str = "",
     bound: int = RAW_BOUND,
 ) -> dict[str, float]:
-    """Child: a coroutine per operation, sleep-check-repeat, calls under a semaphore."""
+    """Child: a coroutine per operation, sleep-check-repeat, calls under a semaphore.
+
+    `variant` "profile" runs it under cProfile (see `bench.attribution`).
+    """
     if schedule is None:
         raise ValueError("the raw loop runs on a given schedule only")
-    return run_loop(_raw(target, durations, schedule, bound), loop)
+    return run_loop(_raw(target, durations, schedule, bound, variant), loop)
 
 
 async def _raw(
-    target: str, durations: list[float], schedule: Schedule, bound: int
+    target: str, durations: list[float], schedule: Schedule, bound: int, variant: str
 ) -> dict[str, float]:
     from grpc import aio
 
@@ -515,9 +515,14 @@ async def _raw(
 
         wakeups = _LoopWakeups()
         meter = _Meter()
+        profiler = _profiler_for(variant)
         wakeups.install()
         meter.start()
+        if profiler is not None:
+            profiler.enable()
         outcomes = await asyncio.gather(*(operation(i, d) for i, d in enumerate(durations)))
+        if profiler is not None:
+            profiler.disable()
         result = meter.stop()
         wakeups.remove()
     checks = sum(n for _, n in outcomes)
@@ -527,7 +532,16 @@ async def _raw(
         done=float(sum(1 for data, _ in outcomes if data)),
         wakeups=float(wakeups.count),
     )
+    _add_profile(result, profiler)
     return result
+
+
+def _add_profile(result: dict[str, Any], profiler: Any) -> None:
+    if profiler is not None:
+        from .attribution import summarize_profile, top_functions
+
+        result["profile"] = summarize_profile(profiler)
+        result["top"] = top_functions(profiler)
 
 
 CLIENTS: dict[str, Callable[..., dict[str, float]]] = {
