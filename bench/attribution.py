@@ -11,7 +11,8 @@ raw grpc.aio loop on the same schedule, every run in a fresh process, repetition
   `python/` changes): `wakeup` replaces the scheduler's sleep (two tasks and `asyncio.wait` per
   sleep, cancelled on every `schedule`) by one `loop.call_at` that sets its wake-up event;
   `no-history` gives the MemoryStore no check history (the record only); `no-lock` skips the
-  engine's per-task `asyncio.Lock` (a benchmark task has one call in flight anyway);
+  engine's per-task `asyncio.Lock` (a benchmark task has one call in flight anyway); `uvloop`
+  runs the engine as it ships on uvloop's event loop;
 - a profile: cProfile, timed by the main thread's CPU clock, over the same run; its time is
   grouped by where it is spent (scheduler, steps, protocol checks, store, notifier, grpc.aio,
   asyncio, protobuf; a builtin's time goes to its callers' groups) and scaled to microseconds
@@ -187,6 +188,8 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     durations = job_durations(n, *(QUICK_JOB_S if quick else (2.0, 12.0)))
     plan = [("raw", "raw")] + [(f"engine:{v or 'as-is'}", "engine") for v in VARIANTS]
     extra = {f"engine:{v or 'as-is'}": ("asyncio", v) for v in VARIANTS}
+    plan.append(("engine:uvloop", "engine"))
+    extra["engine:uvloop"] = ("uvloop", "")
     runs = measure(
         plan,
         durations,
@@ -245,6 +248,7 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
         ),
     ]
     names = {
+        "uvloop": "A/B: the engine on uvloop",
         "wakeup": "A/B: scheduler sleeps on one call_at",
         "no-history": "A/B: MemoryStore keeps no check history",
         "no-lock": "A/B: no per-task asyncio.Lock",

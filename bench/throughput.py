@@ -11,10 +11,12 @@ client runs in its own spawned process, so the two sides use the machine's two c
   validated, recorded in the store (MemoryStore or SqliteStore) and rescheduled.
 - SDK vs bare: the raw client at the same concurrency against the `PluginServer` serving an
   `AsyncPlugin`, and against the bare generated servicer.
+- uvloop: the same SDK server served on uvloop, and the engine client run on uvloop, each
+  against its asyncio twin in the same run.
 
 Each run warms up, then counts completed calls in a fixed window, along with the CPU seconds both
-processes used in it. Runs alternate between the configurations and repeat; the table quotes
-medians and the median of the per-repetition ratios.
+processes used in it. Runs alternate between the configurations (the order rotated every
+repetition) and repeat; the table quotes medians and the median of the per-repetition ratios.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from ._common import (
     log,
     median,
     process_cpu_s,
+    rotated,
     run_loop,
 )
 
@@ -233,18 +237,39 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     warmup_s, window_s = (0.3, 0.7) if quick else (0.7, 2.5)
     concurrency = 64
     sweep = [] if quick else [1, 4, 16, 256]
-    runs: dict[str, list[dict[str, float]]] = {"raw": [], "memory": [], "sqlite": [], "sdk": []}
+    kinds = ("raw", "memory", "sqlite", "sdk", "sdk_uvloop", "memory_uvloop")
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     curve: dict[str, dict[int, float]] = {"raw": {}, "memory": {}}
-    with PluginProcess("bare") as bare, PluginProcess("sdk") as sdk:
+    with (
+        PluginProcess("bare") as bare,
+        PluginProcess("sdk") as sdk,
+        PluginProcess("sdk", loop="uvloop") as sdk_uv,
+    ):
+        args = (concurrency, warmup_s, window_s)
+        plan: list[tuple[str, Callable[[], dict[str, float]]]] = [
+            ("raw", lambda: in_child(raw_client, bare.target, *args, bare.pid, "asyncio")),
+            (
+                "memory",
+                lambda: in_child(engine_client, bare.target, "memory", *args, bare.pid, "asyncio"),
+            ),
+            (
+                "sqlite",
+                lambda: in_child(engine_client, bare.target, "sqlite", *args, bare.pid, "asyncio"),
+            ),
+            ("sdk", lambda: in_child(raw_client, sdk.target, *args, sdk.pid, "asyncio")),
+            (
+                "sdk_uvloop",
+                lambda: in_child(raw_client, sdk_uv.target, *args, sdk_uv.pid, "asyncio"),
+            ),
+            (
+                "memory_uvloop",
+                lambda: in_child(engine_client, bare.target, "memory", *args, bare.pid, "uvloop"),
+            ),
+        ]
         for rep in range(reps):
             log(f"throughput: repetition {rep + 1}/{reps} at {concurrency} in flight")
-            args = (concurrency, warmup_s, window_s)
-            runs["raw"].append(in_child(raw_client, bare.target, *args, bare.pid, "asyncio"))
-            for store in ("memory", "sqlite"):
-                runs[store].append(
-                    in_child(engine_client, bare.target, store, *args, bare.pid, "asyncio")
-                )
-            runs["sdk"].append(in_child(raw_client, sdk.target, *args, sdk.pid, "asyncio"))
+            for kind, measure in rotated(plan, rep):
+                runs[kind].append(measure())
         curve["raw"][concurrency] = median([r["rate"] for r in runs["raw"]])
         curve["memory"][concurrency] = median([r["rate"] for r in runs["memory"]])
         for level in sweep:
@@ -326,6 +351,31 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
             "us",
             "bare servicer CPU per call",
             cpu["raw"]["server_cpu_us"],
+        )
+    )
+    rows.append(
+        Row(
+            "1",
+            "SDK server CPU per call, served on uvloop",
+            cpu["sdk_uvloop"]["server_cpu_us"],
+            "us",
+            "same server on asyncio's loop",
+            cpu["sdk"]["server_cpu_us"],
+            ratio_is_less=True,
+            note=f"calls/s on uvloop {rate('sdk_uvloop'):,.0f}, on asyncio {rate('sdk'):,.0f}",
+        )
+    )
+    rows.append(
+        Row(
+            "1",
+            "engine+MemoryStore client CPU per check, on uvloop",
+            cpu["memory_uvloop"]["client_cpu_us"],
+            "us",
+            "same engine on asyncio's loop",
+            cpu["memory"]["client_cpu_us"],
+            ratio_is_less=True,
+            note=f"checks/s on uvloop {rate('memory_uvloop'):,.0f}, on asyncio "
+            f"{rate('memory'):,.0f}",
         )
     )
     data = {
