@@ -71,12 +71,13 @@ class PluginDispatcher:
         self._executor = executor
         self._telemetry = telemetry
 
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler[bytes, bytes]]:
+        """The plugin's method by name, with raw bytes in and out (`handle`)."""
+        return {self.method_name: grpc.unary_unary_rpc_method_handler(self.handle)}
+
     def generic_handler(self) -> grpc.GenericRpcHandler:
         """The grpc handler serving the plugin's method with raw bytes in and out."""
-        method: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
-            self.handle
-        )
-        return grpc.method_handlers_generic_handler(self.service_name, {self.method_name: method})
+        return grpc.method_handlers_generic_handler(self.service_name, self.method_handlers())
 
     async def handle(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         """Answers one call: INVALID_ARGUMENT for a bad request, otherwise an in-band answer."""
