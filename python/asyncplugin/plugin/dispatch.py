@@ -22,13 +22,13 @@ from asyncplugin.protocol import (
     Request,
     RequestContext,
     Rule,
-    Task,
     decode_payload,
     error_to_status,
     limits,
     payload_type_name,
     request_violations,
 )
+from asyncplugin.protocol.envelope import request_from_wire
 from asyncplugin.protocol.methods import split_method
 from asyncplugin.protocol.payload import PayloadValidationError
 from asyncplugin.protocol.text import truncate
@@ -129,10 +129,11 @@ class PluginDispatcher:
                 f"that type): {err}",
                 field="data",
             ) from err
-        return Request(
+        # The status is decoded when the handler first reads it (validated above).
+        return request_from_wire(
             data=payload,
             context=RequestContext.from_proto(envelope.context),
-            status=Task.from_proto(envelope.status) if envelope.HasField("status") else None,
+            status=envelope.status if envelope.HasField("status") else None,
             is_status_check=envelope.is_status_check,
             cancel_requested=envelope.cancel_requested,
         )

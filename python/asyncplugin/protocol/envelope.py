@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
-from asyncplugin.v1 import plugin_pb2
+from asyncplugin.v1 import plugin_pb2, task_pb2
 
+from .structs import struct_to_dict
 from .task import Task, datetime_to_timestamp, timestamp_to_datetime
 
 InT = TypeVar("InT")
@@ -97,6 +98,119 @@ class Request(Generic[InT]):
         if self.status is None or self.status.remote_status_input is None:
             return {}
         return self.status.remote_status_input
+
+
+_STATUS_SLOT: Any = Request.__dict__["status"]
+"""The slot behind `Request.status`, read and written directly by `_WireStatusRequest`."""
+_UNDECODED: Final = object()
+
+
+class _WireStatusRequest(Request[Any]):
+    """A Request whose `status` is decoded from its (validated) wire Task on first read.
+
+    What the SDK hands a handler: a status check whose handler reads only
+    `request.remote_status_input` (or nothing) never pays for decoding the whole Task (its
+    timestamps, its counters, the dataclass). It behaves as a plain Request: equal to one with
+    the same fields, its repr, `dataclasses.replace`, and copies and pickles (a plain Request).
+    """
+
+    __slots__ = ("_remote_status_input", "_wire_status")
+    _remote_status_input: dict[str, Any] | None
+    _wire_status: task_pb2.Task | None
+
+    def __init__(
+        self,
+        *,
+        data: Any,
+        context: RequestContext,
+        status: Task | None = None,
+        is_status_check: bool = False,
+        cancel_requested: bool = False,
+        wire_status: task_pb2.Task | None = None,
+    ) -> None:
+        set_field = object.__setattr__  # the dataclass is frozen
+        set_field(self, "data", data)
+        set_field(self, "context", context)
+        set_field(self, "is_status_check", is_status_check)
+        set_field(self, "cancel_requested", cancel_requested)
+        set_field(self, "_wire_status", wire_status)
+        set_field(self, "_remote_status_input", None)
+        _STATUS_SLOT.__set__(self, _UNDECODED if wire_status is not None else status)
+
+    @property
+    def status(self) -> Task | None:
+        value = _STATUS_SLOT.__get__(self, Request)
+        if value is _UNDECODED:
+            assert self._wire_status is not None
+            value = Task.from_proto(self._wire_status)
+            remote = self._remote_status_input
+            if remote is not None:  # already handed out: the Task shares that same dict
+                object.__setattr__(value, "remote_status_input", remote)
+            _STATUS_SLOT.__set__(self, value)
+        return value  # type: ignore[no-any-return]
+
+    @property
+    def remote_status_input(self) -> dict[str, Any]:
+        if _STATUS_SLOT.__get__(self, Request) is not _UNDECODED:
+            return Request.remote_status_input.fget(self)  # type: ignore[attr-defined,no-any-return]
+        remote = self._remote_status_input
+        if remote is None:
+            wire = self._wire_status
+            assert wire is not None
+            if not wire.HasField("remote_status_input"):
+                return {}
+            remote = struct_to_dict(wire.remote_status_input)
+            object.__setattr__(self, "_remote_status_input", remote)
+        return remote
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.data, self.context, self.status, self.is_status_check, self.cancel_requested)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Request):
+            return NotImplemented
+        return self._fields() == (
+            other.data,
+            other.context,
+            other.status,
+            other.is_status_check,
+            other.cancel_requested,
+        )
+
+    __hash__ = Request.__hash__
+
+    def __repr__(self) -> str:
+        text = Request.__repr__(self)
+        return "Request" + text[text.index("(") :]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_plain_request, self._fields())
+
+
+def _plain_request(
+    data: Any, context: RequestContext, status: Task | None, check: bool, cancel: bool
+) -> Request[Any]:
+    return Request(
+        data=data, context=context, status=status, is_status_check=check, cancel_requested=cancel
+    )
+
+
+def request_from_wire(
+    *,
+    data: Any,
+    context: RequestContext,
+    status: task_pb2.Task | None,
+    is_status_check: bool,
+    cancel_requested: bool,
+) -> Request[Any]:
+    """The Request for a decoded, validated envelope; its `status` is decoded on first read."""
+    return _WireStatusRequest(
+        data=data,
+        context=context,
+        wire_status=status,
+        is_status_check=is_status_check,
+        cancel_requested=cancel_requested,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

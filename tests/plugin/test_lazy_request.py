@@ -1,0 +1,142 @@
+"""The SDK's Request decodes its status on first read and otherwise is a plain Request."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+from typing import Any
+
+import pytest
+
+from asyncplugin.plugin import AsyncPlugin
+from asyncplugin.plugin.dispatch import PluginDispatcher
+from asyncplugin.protocol import Request, RequestContext, Response, Task, TaskState
+from asyncplugin.protocol import task as task_module
+from asyncplugin.protocol.envelope import request_from_wire
+from asyncplugin.v1 import plugin_pb2, task_pb2
+
+CONTEXT = RequestContext(task_id="t-1", idempotency_key="k", check_number=3)
+
+
+def _wire_task() -> task_pb2.Task:
+    wire = task_pb2.Task(state=task_pb2.TASK_STATE_RUNNING, task_id="t-1", check_count=2)
+    wire.remote_status_input.update({"job": "j-42", "n": 3})
+    wire.create_time.seconds = 1_700_000_000
+    return wire
+
+
+def _lazy(wire: task_pb2.Task | None = None) -> Request[Any]:
+    return request_from_wire(
+        data={"x": 1},
+        context=CONTEXT,
+        status=wire if wire is not None else _wire_task(),
+        is_status_check=True,
+        cancel_requested=False,
+    )
+
+
+def _plain() -> Request[Any]:
+    return Request(
+        data={"x": 1},
+        context=CONTEXT,
+        status=Task.from_proto(_wire_task()),
+        is_status_check=True,
+    )
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts Task.from_proto calls."""
+    calls: list[int] = []
+    original = task_module.Task.from_proto
+
+    def counted(message: task_pb2.Task) -> Task:
+        calls.append(1)
+        return original(message)
+
+    monkeypatch.setattr(task_module.Task, "from_proto", counted)
+    return calls
+
+
+def test_remote_status_input_is_read_without_decoding_the_task(decodes: list[int]) -> None:
+    request = _lazy()
+    assert request.remote_status_input == {"job": "j-42", "n": 3}
+    assert request.remote_status_input is request.remote_status_input
+    assert decodes == []
+    status = request.status
+    assert decodes == [1]
+    assert status == Task.from_proto(_wire_task())
+    # The dict handed out first is the status's own, as on a plain Request.
+    assert status is not None
+    assert status.remote_status_input is request.remote_status_input
+    assert request.status is status
+    assert decodes == [1, 1]  # the comparison above decoded once more; the request did not
+
+
+def test_a_lazy_request_is_a_plain_request_to_its_reader() -> None:
+    lazy, plain = _lazy(), _plain()
+    assert isinstance(lazy, Request)
+    assert lazy == plain
+    assert plain == lazy
+    assert lazy != dataclasses.replace(plain, is_status_check=False)
+    assert repr(lazy) == repr(plain)
+    assert dataclasses.asdict(lazy) == dataclasses.asdict(plain)
+    changed = dataclasses.replace(lazy, data={"x": 2})
+    assert changed.data == {"x": 2}
+    assert changed.status == plain.status
+    for clone in (copy.copy(lazy), copy.deepcopy(lazy), pickle.loads(pickle.dumps(lazy))):
+        assert type(clone) is Request
+        assert clone == plain
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lazy.data = {}  # type: ignore[misc]
+
+
+def test_an_initiating_call_has_no_status() -> None:
+    request = request_from_wire(
+        data={}, context=CONTEXT, status=None, is_status_check=False, cancel_requested=False
+    )
+    assert request.status is None
+    assert request.remote_status_input == {}
+    assert request == Request(data={}, context=CONTEXT)
+
+
+def test_a_status_without_remote_status_input_reads_as_empty() -> None:
+    wire = task_pb2.Task(state=task_pb2.TASK_STATE_WAITING)
+    request = _lazy(wire)
+    assert request.remote_status_input == {}
+    assert request.status == Task(state=TaskState.WAITING)
+
+
+class _Echo(AsyncPlugin[dict[str, Any], dict[str, Any]]):
+    seen: list[Request[dict[str, Any]]]
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    async def initiate_work(self, request: Request[dict[str, Any]]) -> dict[str, Any]:
+        return {}
+
+    async def check_status(self, request: Request[dict[str, Any]]) -> Response[dict[str, Any]]:
+        self.seen.append(request)
+        stash = request.remote_status_input
+        return Response(status=Task(state=TaskState.RUNNING, remote_status_input=stash))
+
+
+async def test_the_dispatcher_decodes_no_status_a_handler_does_not_read(
+    decodes: list[int],
+) -> None:
+    plugin = _Echo()
+    dispatcher = PluginDispatcher(plugin, max_message_bytes=1 << 20)
+    request = plugin_pb2.InvokeRequest(
+        is_status_check=True,
+        status=_wire_task(),
+        context=plugin_pb2.RequestContext(task_id="t-1", check_number=3),
+    )
+    answer = plugin_pb2.InvokeResponse.FromString(
+        await dispatcher.handle(request.SerializeToString(), None)  # type: ignore[arg-type]
+    )
+    assert answer.status.state == task_pb2.TASK_STATE_RUNNING
+    assert dict(answer.status.remote_status_input) == {"job": "j-42", "n": 3}
+    assert decodes == []
+    assert plugin.seen[0].status == Task.from_proto(_wire_task())
