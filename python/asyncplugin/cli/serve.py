@@ -18,12 +18,13 @@ Observability: --metrics-port serves Prometheus metrics (GET /metrics only, on t
 event loop), --otlp-endpoint sends a span per call to an OpenTelemetry collector (continuing the
 engine's trace), and --log-format json writes one JSON object per log line with the task id,
 trace id and span id of the call being answered.
+
+Event loop: --loop uvloop serves on uvloop (the [uvloop] extra; asyncio's loop by default).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import os
@@ -33,6 +34,7 @@ from types import ModuleType
 from typing import Any
 
 from asyncplugin.cli import UsageError
+from asyncplugin.cli.event_loop import add_loop_argument, check_loop, run_on_loop
 from asyncplugin.observability import configure_logging, start_metrics_server
 from asyncplugin.plugin import DEFAULT_GRACE_S, AsyncPlugin, PluginServer, PluginTelemetry, serve
 from asyncplugin.plugin.loading import PluginLoadError, as_plugin
@@ -81,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--debug", action="store_true", help="debug logging; tracebacks go on the wire"
     )
     add_observability_arguments(parser)
+    add_loop_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_message_bytes <= 0:
         raise UsageError(f"--max-message-bytes must be positive, got {args.max_message_bytes}")
     check_observability_arguments(args)
+    check_loop(args.loop)
     options = security_options(args)
     check_port_free(args.host, args.port)
     configure_logging(
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         telemetry=telemetry,
     )
     try:
-        asyncio.run(_serve(args, server, registry))
+        run_on_loop(_serve(args, server, registry), args.loop)
     finally:
         if provider is not None:
             provider.shutdown()  # sends the spans still batched
