@@ -188,8 +188,9 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     durations = job_durations(n, *(QUICK_JOB_S if quick else (2.0, 12.0)))
     plan = [("raw", "raw")] + [(f"engine:{v or 'as-is'}", "engine") for v in VARIANTS]
     extra = {f"engine:{v or 'as-is'}": ("asyncio", v) for v in VARIANTS}
-    plan.append(("engine:uvloop", "engine"))
-    extra["engine:uvloop"] = ("uvloop", "")
+    if not quick:  # the smoke run covers the engine on uvloop in `throughput`
+        plan.append(("engine:uvloop", "engine"))
+        extra["engine:uvloop"] = ("uvloop", "")
     runs = measure(
         plan,
         durations,
@@ -254,6 +255,8 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
         "no-lock": "A/B: no per-task asyncio.Lock",
     }
     for variant, text in names.items():
+        if f"engine:{variant}" not in figures:
+            continue
         rows.append(
             Row(
                 "8",

@@ -34,8 +34,8 @@ from .peer_clients import CLIENTS, LABELS, Schedule
 
 SHARED = Schedule()
 """The one schedule every client follows: 1 s x1.5 up to 20 s, +-20%."""
-QUICK_SCHEDULE = Schedule(initial_s=0.1, multiplier=1.5, max_s=0.5, jitter=0.2, min_s=0.05)
-QUICK_JOB_S = (0.05, 0.25)
+QUICK_SCHEDULE = Schedule(initial_s=0.05, multiplier=1.5, max_s=0.25, jitter=0.2, min_s=0.02)
+QUICK_JOB_S = (0.02, 0.1)
 QUICK_SIZE = 40
 
 SHARED_SIZES = (1_000, 2_000, 10_000)

@@ -218,7 +218,7 @@ def sqlite_select_baseline(path: str) -> dict[str, float]:
 def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     """Runs the section and returns its rows."""
     quick = config.quick
-    n = 10_000 if quick else 100_000
+    n = 5_000 if quick else 100_000
     reps = config.repetitions()
     label = f"{n // 1000}k"
     log(f"scale: {label} in-flight tasks, memory ({reps} repetitions)")
