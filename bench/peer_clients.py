@@ -225,7 +225,7 @@ def _shared_retry_classes(schedule: Schedule, seed: int) -> tuple[Any, Any]:
 
     rng = random.Random(seed)
 
-    class SharedRetry(retry_unary.Retry):
+    class SharedRetry(retry_unary.Retry):  # type: ignore[misc,unused-ignore]
         def __call__(self, func: Any, on_error: Any = None) -> Any:
             @functools.wraps(func)
             def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -239,7 +239,7 @@ def _shared_retry_classes(schedule: Schedule, seed: int) -> tuple[Any, Any]:
 
             return wrapped
 
-    class SharedAsyncRetry(retry_unary_async.AsyncRetry):
+    class SharedAsyncRetry(retry_unary_async.AsyncRetry):  # type: ignore[misc,unused-ignore]
         def __call__(self, func: Any, on_error: Any = None) -> Any:
             @functools.wraps(func)
             async def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -270,11 +270,11 @@ def polling_future_client(
         shared_retry, _ = _shared_retry_classes(schedule, seed=11)
         polling_config = shared_retry(predicate=polling.POLLING_PREDICATE, timeout=None)
 
-    class PluginOperation(polling.PollingFuture):
+    class PluginOperation(polling.PollingFuture):  # type: ignore[misc,unused-ignore]
         """An asynchronous plugin call seen as a google-api-core long-running operation."""
 
         def __init__(self, stub: Any, payload: bytes, key: str, first: Any) -> None:
-            super().__init__(polling=polling_config)  # type: ignore[no-untyped-call]
+            super().__init__(polling=polling_config)  # type: ignore[no-untyped-call,unused-ignore]
             self._stub = stub
             self._payload = payload
             self._key = key
@@ -301,7 +301,7 @@ def polling_future_client(
             )
             answer = self._stub.Invoke(request, timeout=30)
             if answer.HasField("data"):
-                self.set_result(answer.data)  # type: ignore[no-untyped-call]
+                self.set_result(answer.data)  # type: ignore[no-untyped-call,unused-ignore]
                 return True
             self._status = answer.status
             return False
@@ -330,7 +330,7 @@ def polling_future_client(
                 timeout=60,
             )
             future = PluginOperation(stub, payload, key, first)
-            results[i] = future.result(timeout=None)  # type: ignore[no-untyped-call]
+            results[i] = future.result(timeout=None)  # type: ignore[no-untyped-call,unused-ignore]
             checks[i] = future.checks
         except BaseException as err:  # reported to the parent below
             errors.append(err)
@@ -380,11 +380,11 @@ async def _async_future(
         _, shared_async_retry = _shared_retry_classes(schedule, seed=13)
         retry_config = shared_async_retry(predicate=async_future.RETRY_PREDICATE, timeout=None)
 
-    class PluginOperation(async_future.AsyncFuture):
+    class PluginOperation(async_future.AsyncFuture):  # type: ignore[misc,unused-ignore]
         """An asynchronous plugin call as an api-core asyncio long-running operation."""
 
         def __init__(self, stub: Any, payload: bytes, key: str, first: Any) -> None:
-            super().__init__(retry=retry_config)  # type: ignore[no-untyped-call]
+            super().__init__(retry=retry_config)  # type: ignore[no-untyped-call,unused-ignore]
             self._stub = stub
             self._payload = payload
             self._key = key
@@ -409,7 +409,7 @@ async def _async_future(
             )
             answer = await self._stub.Invoke(request, timeout=30)
             if answer.HasField("data"):
-                self.set_result(answer.data)  # type: ignore[no-untyped-call]
+                self.set_result(answer.data)  # type: ignore[no-untyped-call,unused-ignore]
                 return True
             self._status = answer.status
             return False
@@ -434,7 +434,7 @@ async def _async_future(
                 timeout=60,
             )
             future = PluginOperation(stub, payload, key, first)
-            value = await future.result(timeout=None)  # type: ignore[no-untyped-call]
+            value = await future.result(timeout=None)  # type: ignore[no-untyped-call,unused-ignore]
             return value, future.checks
 
         wakeups = _LoopWakeups()
