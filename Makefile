@@ -105,7 +105,7 @@ $(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	touch $@
 
-bench: $(BIN)/.bench-installed ## Run the benchmarks (~5 min on 2 cores): one table, plots in docs/.
+bench: $(BIN)/.bench-installed ## Run the benchmarks (~40 min on 2 cores): one table, plots in docs/.
 	$(PY) -m bench --plots docs
 
 # Part of `make test`, so the benchmarks cannot rot: every section at tiny sizes (under a minute).
