@@ -15,7 +15,10 @@ import pytest
 from asyncplugin.cli import UsageError, main
 from asyncplugin.cli.event_loop import check_loop, run_on_loop
 from asyncplugin.protocol import decode_payload, encode_payload
-from asyncplugin.v1 import plugin_pb2, plugin_pb2_grpc
+from asyncplugin.service import EngineClient
+from asyncplugin.v1 import plugin_pb2, plugin_pb2_grpc, task_pb2
+from tests.cli.conftest import served
+from tests.service.daemon_proc import start_daemon_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +32,6 @@ def test_asyncio_is_the_default_loop() -> None:
 
 
 def test_uvloop_runs_the_coroutine_on_uvloop() -> None:
-    pytest.importorskip("uvloop")
     assert run_on_loop(_loop_module(), "uvloop").startswith("uvloop")
 
 
@@ -62,7 +64,6 @@ def test_serve_without_uvloop_exits_2_before_loading_anything(
 
 
 async def test_serve_on_uvloop_answers_and_exits_on_sigterm() -> None:
-    pytest.importorskip("uvloop")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "asyncplugin.cli", "serve", "server.echo:Echo", "--port", "0",
         "--loop", "uvloop",
@@ -85,3 +86,33 @@ async def test_serve_on_uvloop_answers_and_exits_on_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_engine_serve_on_uvloop_runs_a_task_and_exits_on_sigterm(tmp_path: Path) -> None:
+    """`asyncplugin engine serve --loop uvloop`: the daemon serves its API on uvloop (a submit
+    through it ends SUCCEEDED) and stops gracefully on SIGTERM."""
+    daemon, address = await start_daemon_process(
+        tmp_path / "tasks.sqlite3", tmp_path / "daemon.log", "--loop", "uvloop"
+    )
+    try:
+        with served("server.echo:Echo") as target:
+            async with EngineClient(address) as client:
+                task = await client.submit(target, payload={"hi": 1})
+                done = await client.wait(task.task_id)
+        assert done.state == task_pb2.TASK_STATE_SUCCEEDED
+        os.kill(daemon.pid, signal.SIGTERM)
+        assert await daemon.wait(timeout_s=30) == 0
+    finally:
+        await daemon.kill()
+
+
+def test_engine_serve_without_uvloop_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    code = main(
+        ["engine", "serve", "--store", str(tmp_path / "t.db"), "--port", "0", "--loop", "uvloop"]
+    )
+    assert code == 2
+    assert "asyncplugin[uvloop]" in capsys.readouterr().err
+    assert not (tmp_path / "t.db").exists()  # refused before the store was opened

@@ -66,6 +66,7 @@ from asyncplugin.service.tokens import DEFAULT_TOKEN_TTL_S
 from .common import Connection, add_command, add_policy_options, policy_from_args, store_name
 from .endpoint import check_port_free
 from .errors import UsageError
+from .event_loop import add_loop_argument, check_loop, run_on_loop
 from .server_options import (
     SecurityOptions,
     add_observability_arguments,
@@ -177,6 +178,7 @@ def register(subparsers: Any) -> None:
     add_observability_arguments(serve)
     add_policy_options(serve)
     serve.add_argument("--debug", action="store_true", help="debug logging")
+    add_loop_argument(serve)
     serve.set_defaults(handler=run_serve)
     keygen = actions.add_parser(
         "keygen",
@@ -215,6 +217,7 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Handler for `engine serve`: returns 0 after a graceful stop."""
+    check_loop(args.loop)
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be within 0..65535, got {args.port}")
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
@@ -265,7 +268,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from err
     try:
-        asyncio.run(_serve(args, server, registry, console))
+        run_on_loop(_serve(args, server, registry, console), args.loop)
     finally:
         if provider is not None:
             provider.shutdown()  # sends the spans still batched
