@@ -212,8 +212,13 @@ def history_entry(
     outcome: CheckOutcome,
     message: str = "",
     grpc_code: str = "",
+    interval_s: float | None = None,
+    reason: str = "",
+    next_check_time: float | None = None,
+    revision: int = 0,
 ) -> CheckRecord:
-    """A history entry about one call of `record` (no next call scheduled; see `scheduled`)."""
+    """A history entry about one call of `record`, with the next call's schedule if one was
+    chosen (see also `scheduled`)."""
     return CheckRecord(
         task_id=record.task_id,
         kind=kind,
@@ -223,6 +228,10 @@ def history_entry(
         outcome=outcome,
         grpc_code=grpc_code,
         message=truncate(message, limits.TEXT_MAX_BYTES),
+        interval_s=interval_s,
+        reason=reason,
+        next_check_time=next_check_time,
+        revision=revision,
     )
 
 

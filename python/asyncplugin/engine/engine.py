@@ -790,7 +790,12 @@ class Engine:
                 record = await self.get(checks[0].task_id)
             revision = record.revision + 1
             record = dataclasses.replace(record, revision=revision)
-            checks = tuple(dataclasses.replace(check, revision=revision) for check in checks)
+            checks = tuple(
+                check
+                if check.revision == revision
+                else dataclasses.replace(check, revision=revision)
+                for check in checks
+            )
             await self._writes.record(record, *checks)
             if self._leasing is not None:
                 self._leasing.after_write(record)

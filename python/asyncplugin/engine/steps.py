@@ -145,36 +145,70 @@ class Driver:
     async def _answered(self, call: _Call, answer: Answer, finished: float) -> None:
         """A valid answer: record the end, or record RUNNING and schedule the next check."""
         record, number = call.record, call.number
-        entry = call.entry(finished, answer.outcome, answer.message)
-        progress = dataclasses.replace(
-            record,
-            status=answer.status or record.status,
-            check_count=number,
-            retries=0,
-            start_time=call.started if call.kind is CallKind.INITIATE else record.start_time,
-            update_time=finished,
-        )
+        status = answer.status or record.status
+        start_time = call.started if call.kind is CallKind.INITIATE else record.start_time
         if answer.state is not TaskState.RUNNING:
+            progress = dataclasses.replace(
+                record,
+                status=status,
+                check_count=number,
+                retries=0,
+                start_time=start_time,
+                update_time=finished,
+            )
             done = _finish(
                 progress, answer.state, finished, result=answer.result, error=answer.error
             )
-            await self._commit(done, entry)
+            await self._commit(done, call.entry(finished, answer.outcome, answer.message))
             return
-        running = dataclasses.replace(progress, state=TaskState.RUNNING)
         policy = self.policy_for(record)
         if policy.max_checks is not None and number >= policy.max_checks:
+            running = dataclasses.replace(
+                record,
+                state=TaskState.RUNNING,
+                status=status,
+                check_count=number,
+                retries=0,
+                start_time=start_time,
+                update_time=finished,
+            )
             await self.give_up(
                 running,
                 EngineCode.MAX_CHECKS_EXCEEDED,
                 f"the plugin was still RUNNING after {number} status checks "
                 f"(max_checks {policy.max_checks})",
-                entry,
+                call.entry(finished, answer.outcome, answer.message),
             )
             return
         interval, reason = next_interval(number + 1, policy, self._rng, answer.hint_s)
         due, interval, reason = _cut_to_deadline(finished, interval, reason, record.deadline)
-        running = dataclasses.replace(running, next_check_time=due)
-        await self._commit(running, scheduled(entry, interval_s=interval, reason=reason, due=due))
+        # The hot path (every RUNNING answer): one copy of the record, one history entry, both
+        # already carrying the revision the commit gives them (so it copies neither again).
+        revision = record.revision + 1
+        running = dataclasses.replace(
+            record,
+            state=TaskState.RUNNING,
+            status=status,
+            check_count=number,
+            retries=0,
+            start_time=start_time,
+            update_time=finished,
+            next_check_time=due,
+        )
+        entry = history_entry(
+            record,
+            kind=call.kind,
+            check_number=number,
+            started=call.started,
+            finished=finished,
+            outcome=answer.outcome,
+            message=answer.message,
+            interval_s=interval,
+            reason=reason,
+            next_check_time=due,
+            revision=revision,
+        )
+        await self._commit(running, entry)
         self._schedule(record.task_id, due)
 
     async def give_up(
