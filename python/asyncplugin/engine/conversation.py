@@ -43,10 +43,26 @@ _ENGINE_OWNED: Final = (
 )
 
 
-def _stamp(seconds: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(round(seconds * 1e9))
-    return stamp
+_SECONDS_MIN: Final = -62_135_596_800  # 0001-01-01T00:00:00Z, Timestamp's documented range
+_SECONDS_MAX: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+def _set_stamp(stamp: timestamp_pb2.Timestamp, seconds: float) -> None:
+    """Sets `stamp` to `seconds` (epoch) in place, as `Timestamp.FromNanoseconds` would.
+
+    In place and without protobuf's pure-Python helper: every status check sets four or five.
+
+    Raises:
+        ValueError: the time is outside Timestamp's range (years 1-9999).
+    """
+    whole, nanos = divmod(round(seconds * 1e9), 1_000_000_000)
+    if not _SECONDS_MIN <= whole <= _SECONDS_MAX:
+        raise ValueError(
+            f"Timestamp is not valid: Seconds {whole} must be in range "
+            f"[{_SECONDS_MIN}, {_SECONDS_MAX}]."
+        )
+    stamp.seconds = whole
+    stamp.nanos = nanos
 
 
 def engine_task(record: TaskRecord, *, max_retries: int) -> task_pb2.Task:
@@ -56,21 +72,28 @@ def engine_task(record: TaskRecord, *, max_retries: int) -> task_pb2.Task:
     sent; engine-owned fields are overwritten with the engine's own values (the plugin's, if it
     wrote any, are ignored, as task.proto says).
     """
-    task = task_pb2.Task.FromString(record.status or b"")
-    for name in _ENGINE_OWNED:
-        task.ClearField(name)
+    task = task_pb2.Task()
+    _fill_engine_task(task, record, max_retries=max_retries)
+    return task
+
+
+def _fill_engine_task(task: task_pb2.Task, record: TaskRecord, *, max_retries: int) -> None:
+    """Writes `engine_task(record)` into the empty message `task` (no copy of the Task)."""
+    if record.status:
+        task.ParseFromString(record.status)
+        for name in _ENGINE_OWNED:
+            task.ClearField(name)
     task.task_id = record.task_id
     task.state = task_pb2.TASK_STATE_RUNNING
     task.retries = record.retries
     task.max_retries = max_retries
     task.check_count = record.check_count
-    task.create_time.CopyFrom(_stamp(record.create_time))
-    task.update_time.CopyFrom(_stamp(record.update_time))
+    _set_stamp(task.create_time, record.create_time)
+    _set_stamp(task.update_time, record.update_time)
     if record.start_time is not None:
-        task.start_time.CopyFrom(_stamp(record.start_time))
+        _set_stamp(task.start_time, record.start_time)
     if record.next_check_time is not None:
-        task.next_check_time.CopyFrom(_stamp(record.next_check_time))
-    return task
+        _set_stamp(task.next_check_time, record.next_check_time)
 
 
 def build_request(
@@ -85,22 +108,22 @@ def build_request(
 ) -> bytes:
     """Encodes the InvokeRequest of one call: initiation, status check, or cancel request."""
     options = record.options
-    context = plugin_pb2.RequestContext(
-        plugin_id=options.plugin_id,
-        plugin_instance_id=options.plugin_instance_id,
-        task_id=record.task_id,
-        idempotency_key=record.idempotency_key,
-        check_number=check_number,
-        engine=engine_name,
-        engine_address=engine_address,
-        completion_token=completion_token,
-    )
+    # Built in place (no message copied into another): this runs for every call.
+    request = plugin_pb2.InvokeRequest(data=record.payload)
+    context = request.context
+    context.plugin_id = options.plugin_id
+    context.plugin_instance_id = options.plugin_instance_id
+    context.task_id = record.task_id
+    context.idempotency_key = record.idempotency_key
+    context.check_number = check_number
+    context.engine = engine_name
+    context.engine_address = engine_address
+    context.completion_token = completion_token
     if record.deadline is not None:
-        context.deadline.CopyFrom(_stamp(record.deadline))
-    request = plugin_pb2.InvokeRequest(data=record.payload, context=context)
+        _set_stamp(context.deadline, record.deadline)
     if kind is not CallKind.INITIATE:
         request.is_status_check = True
-        request.status.CopyFrom(engine_task(record, max_retries=max_retries))
+        _fill_engine_task(request.status, record, max_retries=max_retries)
         request.cancel_requested = kind is CallKind.CANCEL
     return request.SerializeToString()
 
