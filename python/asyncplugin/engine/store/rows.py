@@ -14,7 +14,7 @@ from asyncplugin.protocol import TaskState
 
 from ..records import CallKind, CheckOutcome, CheckRecord, TaskOptions, TaskRecord
 
-__all__ = ["check_from_row", "check_row", "task_from_row", "task_row"]
+__all__ = ["check_from_row", "check_row", "progress_row", "task_from_row", "task_row"]
 
 
 def task_row(r: TaskRecord) -> tuple[Any, ...]:
@@ -40,6 +40,27 @@ def task_row(r: TaskRecord) -> tuple[Any, ...]:
         r.error,
         json.dumps(dict(r.options.labels), sort_keys=True),
         r.options.request_id,
+        r.revision,
+    )
+
+
+def progress_row(r: TaskRecord) -> tuple[Any, ...]:
+    """The columns a recorded change can alter (the store's PROGRESS_COLUMNS order): 11 values.
+
+    What a task was created with (target, method, payload, key, options, labels, request id,
+    create time, deadline) never changes after `create`, so a step's update leaves it alone.
+    """
+    return (
+        int(r.state),
+        r.update_time,
+        r.start_time,
+        r.end_time,
+        r.next_check_time,
+        r.check_count,
+        r.retries,
+        r.status,
+        r.result,
+        r.error,
         r.revision,
     )
 

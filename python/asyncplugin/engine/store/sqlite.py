@@ -47,6 +47,7 @@ from .query import TaskCursor, TaskFilter
 from .sqlite_schema import (
     CHECK_COLUMNS,
     CHECK_COUNT,
+    PROGRESS_COLUMNS,
     SCHEMA_VERSION,
     TASK_COLUMNS,
     TASK_COUNT,
@@ -54,11 +55,19 @@ from .sqlite_schema import (
     check_row,
     marks,
     migrate,
+    progress_row,
     task_from_row,
     task_row,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+_UPDATE_PROGRESS: Final = (
+    f"UPDATE tasks SET ({PROGRESS_COLUMNS}) = ({marks(PROGRESS_COLUMNS.count(',') + 1)}) "
+    "WHERE task_id = ?"
+)
+"""A step's update: only the columns a change can alter (not the payload, options, labels)."""
+_INSERT_CHECK: Final = f"INSERT INTO checks ({CHECK_COLUMNS}) VALUES ({marks(CHECK_COUNT)})"
 
 _LAST_CHAR: Final = chr(0x10FFFF)
 """Above every character: `prefix <= id < prefix + _LAST_CHAR` selects ids starting with it."""
@@ -284,22 +293,18 @@ class SqliteStore(TaskStore):
             raise ValueError(f"task {record.task_id!r} already exists") from err
 
     async def record(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
-        """Replaces the task's row and/or appends check rows, in one transaction."""
+        """Updates the task's row and/or appends check rows, in one transaction.
+
+        Only the columns a change can alter are written (see `TaskStore.record`).
+        """
         self._require_writable()
         with self._guard("record a task's progress"), _transaction(self._conn) as db:
             if record is not None:
-                row = task_row(record)
-                cursor = db.execute(
-                    f"UPDATE tasks SET ({TASK_COLUMNS}) = ({marks(TASK_COUNT)}) WHERE task_id = ?",
-                    (*row, record.task_id),
-                )
+                cursor = db.execute(_UPDATE_PROGRESS, (*progress_row(record), record.task_id))
                 if cursor.rowcount != 1:
                     raise KeyError(f"task {record.task_id!r} is not in the store")
             if checks:
-                db.executemany(
-                    f"INSERT INTO checks ({CHECK_COLUMNS}) VALUES ({marks(CHECK_COUNT)})",
-                    [check_row(check) for check in checks],
-                )
+                db.executemany(_INSERT_CHECK, [check_row(check) for check in checks])
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task's record, or None."""

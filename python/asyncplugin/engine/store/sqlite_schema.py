@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import StoreError
-from .rows import check_from_row, check_row, task_from_row, task_row
+from .rows import check_from_row, check_row, progress_row, task_from_row, task_row
 
 __all__ = [
     "CHECK_COLUMNS",
     "CHECK_COUNT",
+    "PROGRESS_COLUMNS",
     "SCHEMA_VERSION",
     "TASK_COLUMNS",
     "TASK_COUNT",
@@ -35,6 +36,7 @@ __all__ = [
     "check_row",
     "marks",
     "migrate",
+    "progress_row",
     "task_from_row",
     "task_row",
 ]
@@ -100,6 +102,11 @@ TASK_COLUMNS: Final = (
     "status, result, error, labels, request_id, revision"
 )
 TASK_COUNT: Final = 21
+PROGRESS_COLUMNS: Final = (
+    "state, update_time, start_time, end_time, next_check_time, check_count, retries, status, "
+    "result, error, revision"
+)
+"""The columns a recorded change can alter (`progress_row` order); the rest are set by create."""
 CHECK_COLUMNS: Final = (
     "task_id, kind, check_number, started_time, finished_time, outcome, grpc_code, message, "
     "interval_s, reason, next_check_time, revision"
