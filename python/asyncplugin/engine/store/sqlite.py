@@ -10,6 +10,13 @@ process crash (kill -9: the WAL is in the OS page cache); only an OS crash or po
 back the last few commits, never corrupt the file. Pass `synchronous="FULL"` (p50 ~125 us) to
 survive power loss too.
 
+Group commit: the steps whose answers arrive in the same event-loop turn (up to all the calls in
+flight) are committed in ONE transaction at the start of the next turn, and each `record` call
+returns only once its rows are committed, so every step is still recorded before its next call
+is scheduled and before anyone is told about it. Each step's rows stay atomic: if any write of
+a group fails, the group is rolled back and every write is redone in a transaction of its own,
+so each caller gets exactly the outcome it would have had alone.
+
 The schema, its migrations and the row <-> record conversions are in `sqlite_schema.py`.
 
 Failures: every SQLite error (a full disk, a read-only file, an I/O error, a corrupt file) is
@@ -34,7 +41,8 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -99,6 +107,7 @@ class SqliteStore(TaskStore):
         self._synchronous = synchronous.upper()
         self._db: sqlite3.Connection | None = None
         self._claim_fd: int | None = None
+        self._group: list[_Write] = []
 
     async def claim(self) -> None:
         """Takes an exclusive advisory lock (flock) on `<file>.lock`, so a second engine on the
@@ -248,7 +257,9 @@ class SqliteStore(TaskStore):
         return db
 
     async def close(self) -> None:
-        """Closes the file and releases the claim."""
+        """Commits the writes still waiting for their group, closes the file, releases the
+        claim."""
+        self._commit_group()
         db, self._db = self._db, None
         if db is not None:
             db.close()
@@ -293,18 +304,59 @@ class SqliteStore(TaskStore):
             raise ValueError(f"task {record.task_id!r} already exists") from err
 
     async def record(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
-        """Updates the task's row and/or appends check rows, in one transaction.
+        """Updates the task's row and/or appends check rows, in one transaction; returns once
+        they are committed (with the other writes of the same loop turn: see the module's
+        docstring).
 
         Only the columns a change can alter are written (see `TaskStore.record`).
+
+        Raises:
+            KeyError: the task is not in the store. sqlite3.IntegrityError: a check names a task
+            that is not in the store. StoreError: the file cannot be written.
         """
         self._require_writable()
-        with self._guard("record a task's progress"), _transaction(self._conn) as db:
-            if record is not None:
-                cursor = db.execute(_UPDATE_PROGRESS, (*progress_row(record), record.task_id))
-                if cursor.rowcount != 1:
-                    raise KeyError(f"task {record.task_id!r} is not in the store")
-            if checks:
-                db.executemany(_INSERT_CHECK, [check_row(check) for check in checks])
+        if self._db is None:
+            raise StoreError(f"{self.path}: the store is not open")
+        loop = asyncio.get_running_loop()
+        write = _Write(record, checks, loop.create_future())
+        if not self._group:
+            loop.call_soon(self._commit_group)
+        self._group.append(write)
+        try:
+            await write.done
+        except asyncio.CancelledError:
+            if write in self._group:  # not written yet: it never will be
+                self._group.remove(write)
+            raise
+
+    def _commit_group(self) -> None:
+        """Commits the writes queued since the last group, in one transaction if all succeed."""
+        group, self._group = self._group, []
+        writes = [write for write in group if not write.done.done()]
+        if not writes:
+            return
+        if len(writes) > 1 and self._write_together(writes):
+            return
+        for write in writes:  # one write, or a group that failed: each in its own transaction
+            try:
+                with self._guard("record a task's progress"), _transaction(self._conn) as db:
+                    _apply(db, write)
+            except Exception as err:
+                write.done.set_exception(err)
+            else:
+                write.done.set_result(None)
+
+    def _write_together(self, writes: Sequence[_Write]) -> bool:
+        """Commits every write in one transaction; False (nothing written) if any fails."""
+        try:
+            with self._guard("record a task's progress"), _transaction(self._conn) as db:
+                for write in writes:
+                    _apply(db, write)
+        except Exception:
+            return False  # rolled back whole: the caller redoes each write alone
+        for write in writes:
+            write.done.set_result(None)
+        return True
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task's record, or None."""
@@ -410,6 +462,26 @@ class SqliteStore(TaskStore):
             db.execute("DELETE FROM checks WHERE task_id = ?", (task_id,))
             cursor = db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
             return cursor.rowcount == 1
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Write:
+    """One `record` call waiting for its group's commit."""
+
+    record: TaskRecord | None
+    checks: Sequence[CheckRecord]
+    done: asyncio.Future[None]
+
+
+def _apply(db: sqlite3.Connection, write: _Write) -> None:
+    """Executes one write's statements in the open transaction."""
+    record = write.record
+    if record is not None:
+        cursor = db.execute(_UPDATE_PROGRESS, (*progress_row(record), record.task_id))
+        if cursor.rowcount != 1:
+            raise KeyError(f"task {record.task_id!r} is not in the store")
+    if write.checks:
+        db.executemany(_INSERT_CHECK, [check_row(check) for check in write.checks])
 
 
 class _transaction:
