@@ -742,18 +742,9 @@ class Engine:
             return contextlib.nullcontext()
         return self._leasing.pin(task_id)
 
-    @contextlib.asynccontextmanager
-    async def _locked(self, task_id: str) -> AsyncIterator[None]:
+    def _locked(self, task_id: str) -> _TaskLock:
         """Holds the task's lock (one call in flight per task); forgets it once it is done."""
-        lock = self._locks.get(task_id)
-        if lock is None:
-            lock = self._locks[task_id] = asyncio.Lock()
-        try:
-            async with lock:
-                yield
-        finally:
-            if task_id not in self._active and not lock.locked():
-                self._locks.pop(task_id, None)
+        return _TaskLock(self._locks, self._active, task_id)
 
     async def _fire(self, task_id: str) -> None:
         """The scheduler's handler: run the task's due step under its lock."""
@@ -813,6 +804,40 @@ class Engine:
         elif self._leasing is None or record.task_id in self._active:
             self._active[record.task_id] = record
         self._notifier.publish(TaskUpdate(record=record, checks=checks))
+
+
+class _TaskLock:
+    """`async with`: holds one task's lock, made on first use and dropped once the task has
+    ended and nobody holds or waits for it. A class rather than an asynccontextmanager: every
+    step takes it."""
+
+    __slots__ = ("_active", "_lock", "_locks", "_task_id")
+
+    def __init__(
+        self, locks: dict[str, asyncio.Lock], active: Mapping[str, TaskRecord], task_id: str
+    ) -> None:
+        self._locks = locks
+        self._active = active
+        self._task_id = task_id
+        lock = locks.get(task_id)
+        if lock is None:
+            lock = locks[task_id] = asyncio.Lock()
+        self._lock = lock
+
+    async def __aenter__(self) -> None:
+        try:
+            await self._lock.acquire()
+        except BaseException:
+            self._forget()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+        self._forget()
+
+    def _forget(self) -> None:
+        if self._task_id not in self._active and not self._lock.locked():
+            self._locks.pop(self._task_id, None)
 
 
 def _same_request(found: TaskRecord, target: str, method: str, payload: bytes) -> TaskRecord:
