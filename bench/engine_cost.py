@@ -10,9 +10,13 @@ Modes:
   Python per check (build, decode, validate, record, reschedule), without gRPC.
 - `grpc`: the same Engine over real grpc.aio to the bare generated servicer (`bench.plugins`) in
   its own process, as `bench.throughput` measures it; `raw` is that section's raw client.
+- `resume`: a SqliteStore file with N RUNNING tasks due later in the hour (written once, as
+  `bench.scale` writes them); each run times `Engine.start` on it, then one full pass of the
+  cyclic collector (`gc.collect()`), the pause every full collection costs from then on.
 
-Stores: `memory` or `sqlite` (a file in a fresh temporary folder). Both modes run 4 x C RUNNING
-tasks with 1 us intervals and C calls in flight (C = 64), so a due task always waits for a slot.
+Stores: `memory` or `sqlite` (a file in a fresh temporary folder). `inproc` and `grpc` run 4 x C
+RUNNING tasks with 1 us intervals and C calls in flight (C = 64), so a due task always waits for
+a slot; with `--spread N`, N tasks checked every 1 s +-20% instead.
 
 A/B: `python -m bench.engine_cost --tree A=/tmp/ab/A/python --tree B=python --mode inproc
 --store sqlite --reps 5` runs each measurement in a fresh interpreter whose `asyncplugin` comes
@@ -141,7 +145,39 @@ async def _measure(
     return {"cpu_us": cpu / done * 1e6, "rate": done / wall, "checks": float(done)}
 
 
+async def _resume(path: str) -> dict[str, float]:
+    """`Engine.start` on a store of RUNNING tasks due later, then one full collector pass."""
+    import gc
+
+    from asyncplugin.engine import Engine, SqliteStore
+
+    engine = Engine(store=SqliteStore(path), transport=_InstantTransport())
+    t0 = time.perf_counter()
+    await engine.start()
+    start_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gc.collect()
+    full_gc_ms = (time.perf_counter() - t0) * 1e3
+    await engine.stop()
+    return {"full_gc_ms": full_gc_ms, "start_s": start_s}
+
+
+async def _write_store(path: str, n: int) -> None:
+    """N RUNNING tasks due in the next hour (none in the first minute), through the store API."""
+    from asyncplugin.engine import SqliteStore
+
+    from .scale import _records
+
+    store = SqliteStore(path)
+    await store.open()
+    for record in _records(n, time.time()):
+        await store.create(record)
+    await store.close()
+
+
 def _one(args: argparse.Namespace) -> dict[str, float]:
+    if args.mode == "resume":
+        return asyncio.run(_resume(args.db))
     if args.mode == "raw":
         from .throughput import raw_client
 
@@ -186,6 +222,12 @@ def _ab(args: argparse.Namespace, argv: list[str]) -> None:
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     server = None
+    tmp = None
+    if args.mode == "resume":
+        tmp = tempfile.TemporaryDirectory(prefix="bench-cost-")
+        db = str(Path(tmp.name) / "tasks.sqlite3")
+        asyncio.run(_write_store(db, args.tasks))
+        argv = [*argv, "--db", db]
     if args.mode in ("grpc", "raw"):
         from ._common import PluginProcess
 
@@ -197,30 +239,36 @@ def _ab(args: argparse.Namespace, argv: list[str]) -> None:
             for name in order:
                 result = _run_tree(trees[name], argv)
                 results[name].append(result)
-                print(
-                    f"rep {rep + 1} {name}: {result['cpu_us']:.1f} us/check, "
-                    f"{result['rate']:.0f} checks/s",
-                    flush=True,
-                )
+                print(f"rep {rep + 1} {name}: {_fmt(result)}", flush=True)
     finally:
         if server is not None:
             server.__exit__(None, None, None)
+        if tmp is not None:
+            tmp.cleanup()
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     base = names[0]
     for name in names:
-        cpu = statistics.median(r["cpu_us"] for r in results[name])
-        rate = statistics.median(r["rate"] for r in results[name])
-        line = f"{name}: median {cpu:.1f} us/check, {rate:.0f} checks/s"
+        keys = results[name][0].keys()
+        medians = {key: statistics.median(r[key] for r in results[name]) for key in keys}
+        line = f"{name}: median {_fmt(medians)}"
         if name != base:
-            pairs = zip(results[name], results[base], strict=True)
-            ratio = statistics.median(a["cpu_us"] / b["cpu_us"] for a, b in pairs)
-            line += f"; paired CPU ratio {name}/{base} {ratio:.3f}"
+            ratios = {
+                key: statistics.median(
+                    a[key] / b[key] for a, b in zip(results[name], results[base], strict=True)
+                )
+                for key in keys
+            }
+            line += f"; paired ratio {name}/{base}: {_fmt(ratios, '.3f')}"
         print(line)
+
+
+def _fmt(result: dict[str, float], spec: str = ".4g") -> str:
+    return ", ".join(f"{key} {value:{spec}}" for key, value in result.items())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.engine_cost", description=__doc__)
-    parser.add_argument("--mode", choices=("inproc", "grpc", "raw"), default="inproc")
+    parser.add_argument("--mode", choices=("inproc", "grpc", "raw", "resume"), default="inproc")
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--checks", type=int, default=20_000, help="inproc: checks measured")
@@ -231,6 +279,8 @@ def main() -> None:
         default=0,
         help="N tasks checked every 1 s +-20%% (1 ms answers in-process) instead of back to back",
     )
+    parser.add_argument("--tasks", type=int, default=100_000, help="resume: tasks in the store")
+    parser.add_argument("--db", default="", help=argparse.SUPPRESS)
     parser.add_argument("--target", default="127.0.0.1:1")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--tree", action="append", default=[], help="NAME=PATH (A/B)")
