@@ -60,7 +60,7 @@ from .errors import EngineClosed, LeaseLost, StoreError, TaskNotFound
 from .leasing import Leasing
 from .notify import ChangeHook, Notifier
 from .policy import PollingPolicy, TransportRetryPolicy
-from .records import CheckRecord, TaskOptions, TaskRecord, TaskUpdate
+from .records import CheckRecord, TaskOptions, TaskRecord, TaskUpdate, replace_task
 from .scheduler import Scheduler
 from .steps import Driver
 from .store.base import SharedStore, TaskStore
@@ -798,7 +798,7 @@ class Engine:
                     return
                 record = await self.get(checks[0].task_id)
             revision = record.revision + 1
-            record = dataclasses.replace(record, revision=revision)
+            record = replace_task(record, revision=revision)
             checks = tuple(
                 check
                 if check.revision == revision

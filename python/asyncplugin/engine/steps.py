@@ -42,7 +42,7 @@ from .conversation import (
 )
 from .errors import EngineCode
 from .policy import PollingPolicy, TransportRetryPolicy, next_interval, retry_delay
-from .records import CallKind, CheckOutcome, CheckRecord, TaskRecord
+from .records import CallKind, CheckOutcome, CheckRecord, TaskRecord, replace_task
 from .transport import Transport, TransportError
 
 __all__ = ["Commit", "Driver"]
@@ -185,7 +185,7 @@ class Driver:
         # The hot path (every RUNNING answer): one copy of the record, one history entry, both
         # already carrying the revision the commit gives them (so it copies neither again).
         revision = record.revision + 1
-        running = dataclasses.replace(
+        running = replace_task(
             record,
             state=TaskState.RUNNING,
             status=status,
