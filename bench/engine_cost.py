@@ -10,6 +10,9 @@ Modes:
   Python per check (build, decode, validate, record, reschedule), without gRPC.
 - `grpc`: the same Engine over real grpc.aio to the bare generated servicer (`bench.plugins`) in
   its own process, as `bench.throughput` measures it; `raw` is that section's raw client.
+- `shared` (`shared-raw`): `bench.peers`' spread-out regime, the engine (the raw grpc.aio loop)
+  polling N jobs of 2-12 s (default 2,000) on the shared schedule, 1 s x1.5 up to 20 s; CPU
+  per call of the whole process and of its main thread.
 - `resume`: a SqliteStore file with N RUNNING tasks due later in the hour (written once, as
   `bench.scale` writes them); each run times `Engine.start` on it, then one full pass of the
   cyclic collector (`gc.collect()`), the pause every full collection costs from then on.
@@ -21,7 +24,8 @@ a slot; with `--spread N`, N tasks checked every 1 s +-20% instead.
 A/B: `python -m bench.engine_cost --tree A=/tmp/ab/A/python --tree B=python --mode inproc
 --store sqlite --reps 5` runs each measurement in a fresh interpreter whose `asyncplugin` comes
 from the named tree (via PYTHONPATH; export a commit's tree with `git archive`), interleaved
-A, B, B, A, A, B, ... and prints medians and the median of the paired ratios.
+A, B, B, A, A, B, ... and prints medians and the median of the paired ratios. `NAME=PATH@MODE`
+runs one of them in another mode, e.g. `--tree raw=python@shared-raw` for the floor.
 """
 
 from __future__ import annotations
@@ -175,7 +179,25 @@ async def _write_store(path: str, n: int) -> None:
     await store.close()
 
 
+def _shared(mode: str, target: str, operations: int) -> dict[str, float]:
+    """`bench.peers`' spread-out regime: N jobs of 2-12 s polled on the shared schedule."""
+    from .peer_clients import engine_client, raw_client
+    from .peers import SHARED, job_durations
+
+    client = engine_client if mode == "shared" else raw_client
+    result = client(target, job_durations(operations, 2.0, 12.0), SHARED)
+    calls = result["calls"]
+    return {
+        "cpu_us": result["cpu_s"] / calls * 1e6,
+        "main_us": result["main_cpu_s"] / calls * 1e6,
+        "wall_s": result["wall_s"],
+        "calls": calls,
+    }
+
+
 def _one(args: argparse.Namespace) -> dict[str, float]:
+    if args.mode in ("shared", "shared-raw"):
+        return _shared(args.mode, args.target, args.operations)
     if args.mode == "resume":
         return asyncio.run(_resume(args.db))
     if args.mode == "raw":
@@ -201,6 +223,10 @@ def _raw_result(result: dict[str, float]) -> dict[str, float]:
 
 
 def _run_tree(tree: str, argv: list[str]) -> dict[str, float]:
+    """One run in a fresh interpreter on `tree` ("PATH" or "PATH@MODE": another mode)."""
+    tree, _, mode = tree.partition("@")
+    if mode:
+        argv = [*argv, f"--mode={mode}"]
     env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve()), "GRPC_VERBOSITY": "ERROR"}
     done = subprocess.run(
         [sys.executable, "-m", "bench.engine_cost", "--one", *argv],
@@ -228,10 +254,11 @@ def _ab(args: argparse.Namespace, argv: list[str]) -> None:
         db = str(Path(tmp.name) / "tasks.sqlite3")
         asyncio.run(_write_store(db, args.tasks))
         argv = [*argv, "--db", db]
-    if args.mode in ("grpc", "raw"):
+    if args.mode in ("grpc", "raw", "shared", "shared-raw"):
         from ._common import PluginProcess
 
-        server = PluginProcess("bare").__enter__()
+        server = PluginProcess("bare-jobs" if args.mode.startswith("shared") else "bare")
+        server.__enter__()
         argv = [*argv, "--target", server.target]
     try:
         for rep in range(args.reps):
@@ -268,7 +295,11 @@ def _fmt(result: dict[str, float], spec: str = ".4g") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.engine_cost", description=__doc__)
-    parser.add_argument("--mode", choices=("inproc", "grpc", "raw", "resume"), default="inproc")
+    parser.add_argument(
+        "--mode",
+        choices=("inproc", "grpc", "raw", "resume", "shared", "shared-raw"),
+        default="inproc",
+    )
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--checks", type=int, default=20_000, help="inproc: checks measured")
@@ -281,9 +312,15 @@ def main() -> None:
     )
     parser.add_argument("--tasks", type=int, default=100_000, help="resume: tasks in the store")
     parser.add_argument("--db", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--operations", type=int, default=2_000, help="shared: operations")
     parser.add_argument("--target", default="127.0.0.1:1")
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--tree", action="append", default=[], help="NAME=PATH (A/B)")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        help="NAME=PATH[@MODE] (A/B; @MODE runs that tree in another mode, e.g. a baseline)",
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -296,6 +333,7 @@ def main() -> None:
         f"--checks={args.checks}",
         f"--window={args.window}",
         f"--spread={args.spread}",
+        f"--operations={args.operations}",
     ]
     if not args.tree:
         args.tree = ["current=python"]
