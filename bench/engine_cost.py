@@ -12,7 +12,7 @@ Modes:
   its own process, as `bench.throughput` measures it; `raw` is that section's raw client.
 - `shared` (`shared-raw`): `bench.peers`' spread-out regime, the engine (the raw grpc.aio loop)
   polling N jobs of 2-12 s (default 2,000) on the shared schedule, 1 s x1.5 up to 20 s; CPU
-  per call of the whole process and of its main thread.
+  per call of the whole process and of its main thread, and the event loop's wake-ups per call.
 - `resume`: a SqliteStore file with N RUNNING tasks due later in the hour (written once, as
   `bench.scale` writes them); each run times `Engine.start` on it, then one full pass of the
   cyclic collector (`gc.collect()`), the pause every full collection costs from then on.
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -192,6 +193,7 @@ def _shared(mode: str, target: str, operations: int) -> dict[str, float]:
         "main_us": result["main_cpu_s"] / calls * 1e6,
         "wall_s": result["wall_s"],
         "calls": calls,
+        "wakeups": result.get("wakeups", math.nan) / calls,
     }
 
 
