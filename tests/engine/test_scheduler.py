@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from asyncplugin.engine import FakeClock
+from asyncplugin.engine import FakeClock, SystemClock
 from asyncplugin.engine.scheduler import Scheduler
 
 
@@ -133,3 +133,58 @@ async def test_key_rescheduled_while_running_fires_after_it_finishes() -> None:
     await done.wait()
     await scheduler.stop()
     assert len(calls) == 3
+
+
+async def test_an_earlier_key_wakes_the_sleeping_scheduler() -> None:
+    """While the scheduler sleeps until a late key, a key scheduled earlier fires at its own
+    time; the late one still fires at its time afterwards."""
+    clock = FakeClock(start=0.0, auto_advance=False)
+    fired: list[tuple[str, float]] = []
+
+    async def handler(key: str) -> None:
+        fired.append((key, clock.now()))
+
+    scheduler = Scheduler(clock, handler, max_concurrent=4)
+    scheduler.schedule("late", 100.0)
+    scheduler.start()
+    for _ in range(5):
+        await asyncio.sleep(0)  # the scheduler is asleep until 100
+    assert clock.sleepers == 1
+    scheduler.schedule("early", 10.0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    clock.advance_to(10.0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert fired == [("early", 10.0)]
+    clock.advance_to(100.0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await scheduler.stop()
+    assert fired == [("early", 10.0), ("late", 100.0)]
+
+
+async def test_on_the_system_clock_keys_fire_at_their_time_never_before() -> None:
+    """On the real clock the scheduler sleeps on one loop timer (no task besides its own): a
+    key fires once its due time has passed (not before), and an earlier key wakes it out of a
+    long sleep."""
+    clock = SystemClock()
+    tasks_before = len(asyncio.all_tasks())
+    fired: dict[str, float] = {}
+    done = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        fired[key] = clock.now()
+        done.set()
+
+    scheduler = Scheduler(clock, handler, max_concurrent=4)
+    scheduler.schedule("late", clock.now() + 60.0)
+    scheduler.start()
+    await asyncio.sleep(0.01)  # asleep until the late key
+    assert len(asyncio.all_tasks()) == tasks_before + 1  # the scheduler's own task only
+    due = clock.now() + 0.03
+    scheduler.schedule("early", due)
+    await asyncio.wait_for(done.wait(), timeout=10)
+    await scheduler.stop()
+    assert list(fired) == ["early"]
+    assert fired["early"] >= due

@@ -26,7 +26,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from .clock import Clock
+from .clock import Clock, SystemClock
 
 __all__ = ["Scheduler"]
 
@@ -200,15 +200,34 @@ class Scheduler:
             self._blocked.pop(group, None)
 
     async def _sleep_or_wake(self, due: float) -> None:
+        """Sleeps until `due` on the clock or until `_wakeup` is set, whichever comes first.
+
+        The scheduler sleeps about once per check when checks are spread out, so this is kept
+        cheap: the clock's sleep ends by setting `_wakeup`, and the scheduler waits on that
+        event alone (no waker task, no `asyncio.wait`, no gather).
+        """
         loop = asyncio.get_running_loop()
+        if type(self._clock) is SystemClock:
+            # Real time passes anyway: one timer instead of a task sleeping on the clock. If it
+            # fires a hair early, `_next_due` finds nothing due and sleeps again.
+            timer = loop.call_later(max(0.0, due - self._clock.now()), self._wakeup.set)
+            try:
+                await self._wakeup.wait()
+            finally:
+                timer.cancel()
+            return
         sleeper = loop.create_task(self._clock.sleep_until(due))
-        waker = loop.create_task(self._wakeup.wait())
+        sleeper.add_done_callback(self._slept)
         try:
-            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+            await self._wakeup.wait()
         finally:
             sleeper.cancel()
-            waker.cancel()
-            await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    def _slept(self, sleeper: asyncio.Task[None]) -> None:
+        """The clock's sleep ended (or failed): wake the scheduler, which looks at the time."""
+        if not sleeper.cancelled():
+            sleeper.exception()  # retrieved: a failing clock only makes the scheduler look again
+            self._wakeup.set()
 
     async def _work(self, key: str) -> None:
         try:
