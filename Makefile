@@ -96,7 +96,7 @@ screenshots: $(BIN)/.installed browser ## Retake the console screenshots in docs
 node-test: node/node_modules/.installed ## Build the Node.js side and run its tests.
 	cd node && npm test --silent
 
-test: lint check-generated node-test pytest bench-smoke ## Bootstrap, lint, check bindings, run all tests.
+test: lint check-generated node-test bench-smoke pytest ## Bootstrap, lint, check bindings, run all tests.
 
 demo: $(BIN)/.installed ## Run the main job: a full async conversation through the engine.
 	$(BIN)/asyncplugin demo
