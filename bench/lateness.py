@@ -246,13 +246,13 @@ def _sustainable(results: list[dict[str, float]]) -> float:
 def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     """Runs the section and returns its rows."""
     quick = config.quick
-    n = 5_000 if quick else 100_000
+    n = 2_000 if quick else 100_000
     reps = config.repetitions()
-    window_s = 1.0 if quick else 3.5
+    window_s = 0.5 if quick else 3.5
     rate = 2000.0
     label = f"{n // 1000}k"
-    sweep = [(r, 1.0 if quick else 2.0) for r in (SWEEP[:1] if quick else SWEEP)]
-    lead_s = 0.7 if quick else LEAD_S
+    sweep = [(r, 0.5 if quick else 2.0) for r in (SWEEP[:1] if quick else SWEEP)]
+    lead_s = 0.4 if quick else LEAD_S
     with PluginProcess("bare", loop="uvloop") as server:
         plain, heap = [], []
         for rep in range(reps):

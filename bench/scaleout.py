@@ -138,7 +138,7 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
 
     quick = config.quick
     reps = config.reps if config.reps is not None else (1 if quick else 2)
-    warmup_s, window_s = (0.3, 0.6) if quick else (1.0, 3.0)
+    warmup_s, window_s = (0.15, 0.3) if quick else (1.0, 3.0)
     sizes = (1, 2, 4)
     runs: dict[str, list[dict[str, float]]] = {"sqlite": [], **{str(n): [] for n in sizes}}
     server = PgServer.start(crash_safe=True)

@@ -234,7 +234,7 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     """Runs the section; returns its rows and the data for the throughput-vs-concurrency plot."""
     quick = config.quick
     reps = config.repetitions()
-    warmup_s, window_s = (0.2, 0.5) if quick else (0.7, 2.5)
+    warmup_s, window_s = (0.1, 0.3) if quick else (0.7, 2.5)
     concurrency = 64
     sweep = [] if quick else [1, 4, 16, 256]
     kinds = ("raw", "memory", "sqlite", "sdk", "sdk_uvloop", "memory_uvloop")
