@@ -99,7 +99,7 @@ def apply_variant(variant: str) -> Callable[[], None]:
         async def locked(self: Any, task_id: str) -> Any:
             yield
 
-        Engine._locked = locked  # type: ignore[method-assign]
+        Engine._locked = locked  # type: ignore[method-assign, assignment]
         return lambda: setattr(Engine, "_locked", original_locked)
     raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS} or 'profile'")
 

@@ -71,7 +71,7 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     from .throughput import engine_client, raw_client
 
     reps = config.repetitions()
-    warmup_s, window_s = (0.1, 0.3) if quick else (0.7, 2.5)
+    warmup_s, window_s = (0.2, 0.5) if quick else (0.7, 2.5)
     args = (CONCURRENCY, warmup_s, window_s)
     runs: dict[str, list[dict[str, float]]] = {
         "off": [],
