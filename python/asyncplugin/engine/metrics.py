@@ -2,8 +2,9 @@
 
 Imported only when an `EngineTelemetry` is given a registry (prometheus-client is the
 `[metrics]` extra). Counters and histograms are updated as calls return and changes are
-recorded; the gauges (tasks by state, calls in flight, each target's bulkhead) are read from the
-engine when Prometheus scrapes, so they cost nothing between scrapes.
+recorded, as plain numbers that become metric families only when Prometheus scrapes (see
+`asyncplugin.observability.counting`); the gauges (tasks by state, calls in flight, each
+target's bulkhead) are read from the engine then too, so they cost nothing between scrapes.
 
 Labels are bounded: `plugin` is the task's `plugin_id`, or its target when it has none (one value
 per deployed plugin); `kind`, `outcome` and `state` are enum names; `code` is an error code, kept
@@ -18,11 +19,12 @@ import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from asyncplugin.observability import DURATION_BUCKETS_S
+from asyncplugin.observability.counting import CounterSeries, HistogramSeries, SeriesCollector
 
 if TYPE_CHECKING:
     from .telemetry import EngineLoad
@@ -60,64 +62,73 @@ def code_label(code: str) -> str:
 
 
 class EngineMetrics:
-    """The engine's metrics, registered in `registry` (one engine's telemetry per registry)."""
+    """The engine's metrics, registered in `registry` (one engine's telemetry per registry).
+
+    Counters and histograms are plain numbers (`asyncplugin.observability.counting`), updated
+    by the telemetry on the engine's loop and turned into metric families when Prometheus
+    scrapes; the gauges are read from the engine then too.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.submitted = Counter(
-            "asyncplugin_engine_tasks_submitted",
-            "Tasks submitted to this engine.",
-            ["plugin"],
-            registry=registry,
+        self.submitted = CounterSeries(
+            "asyncplugin_engine_tasks_submitted", "Tasks submitted to this engine.", ["plugin"]
         )
-        self.finished = Counter(
+        self.finished = CounterSeries(
             "asyncplugin_engine_tasks_finished",
             "Tasks that reached SUCCEEDED, FAILED or CANCELLED, by outcome and error code.",
             ["plugin", "outcome", "code"],
-            registry=registry,
         )
-        self.calls = Counter(
+        self.calls = CounterSeries(
             "asyncplugin_engine_calls",
             "Calls to plugins (INITIATE, CHECK, CANCEL) by the outcome recorded for them.",
             ["plugin", "kind", "outcome"],
-            registry=registry,
         )
-        self.call_duration = Histogram(
+        self.call_duration = HistogramSeries(
             "asyncplugin_engine_call_duration_seconds",
             "How long a call to a plugin took, from sending to its answer or error.",
             ["plugin", "kind"],
-            buckets=DURATION_BUCKETS_S,
-            registry=registry,
+            DURATION_BUCKETS_S,
         )
-        self.lateness = Histogram(
+        self.lateness = HistogramSeries(
             "asyncplugin_engine_check_lateness_seconds",
             "How long after its scheduled time a call was sent (engine clock).",
             ["kind"],
-            buckets=DURATION_BUCKETS_S,
-            registry=registry,
+            DURATION_BUCKETS_S,
         )
-        self.retries = Counter(
+        self.retries = CounterSeries(
             "asyncplugin_engine_transport_retries",
             "Calls that failed in transport and were scheduled again, by gRPC code.",
             ["plugin", "code"],
-            registry=registry,
         )
-        self.store_writes = Histogram(
+        self.store_writes = HistogramSeries(
             "asyncplugin_engine_store_write_duration_seconds",
             "How long a store write took (create: a new task; record: a change).",
             ["operation"],
-            buckets=STORE_BUCKETS_S,
-            registry=registry,
+            STORE_BUCKETS_S,
         )
-        self.completions = Counter(
+        self.completions = CounterSeries(
             "asyncplugin_engine_completions",
             "Completions (CompleteTask) and progress reports (UpdateTask) pushed by plugins, "
             "accepted or refused.",
             ["method", "result"],
-            registry=registry,
         )
         for method in ("CompleteTask", "UpdateTask"):
             for result in ("accepted", "refused"):
-                self.completions.labels(method, result)
+                self.completions.touch((method, result))
+        registry.register(
+            SeriesCollector(
+                [
+                    self.submitted,
+                    self.finished,
+                    self.calls,
+                    self.call_duration,
+                    self.lateness,
+                    self.retries,
+                    self.store_writes,
+                    self.completions,
+                ]
+            )
+        )
         self.load = _LoadCollector()
         registry.register(self.load)
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata as package_metadata
@@ -121,6 +120,15 @@ class _Call:
     grpc_code: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Parent:
+    """A task's recorded trace context, parsed once: the context to start its spans in, and
+    whether the task was sampled (the flag taken at submit)."""
+
+    context: otel_context.Context
+    sampled: bool
+
+
 CompletionMethod = Literal["CompleteTask", "UpdateTask"]
 """The EngineService RPCs by which a plugin pushes a task's end or progress."""
 
@@ -156,21 +164,26 @@ class EngineTelemetry:
             if tracer_provider is not None
             else None
         )
+        # A task not sampled at submit gets no span per call when the provider's sampler would
+        # drop it anyway (see `_follows_parent`): no SDK span object, no attributes, and the
+        # call carries the task's recorded traceparent as it is.
+        self._skip_unsampled = tracer_provider is not None and _follows_parent(tracer_provider)
         self._metrics: EngineMetrics | None = None
         if registry is not None:
             from .metrics import EngineMetrics
 
             self._metrics = EngineMetrics(registry)
-            self._metrics.load.calls_in_flight = lambda: sum(self._in_flight.values())
+            self._metrics.load.calls_in_flight = lambda: self._in_flight
+            self._record_writes = self._metrics.store_writes["record",]
+            self._create_writes = self._metrics.store_writes["create",]
         self._pending: dict[str, list[_Call]] = {}
-        self._in_flight: Counter[str] = Counter()
+        self._in_flight = 0
         self._lookup: Callable[[str], TaskRecord | None] = lambda _task_id: None
         self._clock: Clock | None = None
         # Look-ups done once, not per call: parent contexts by traceparent, RPC attributes by
-        # (target, method), labelled metric children by label values.
-        self._parents: dict[tuple[str, str], otel_context.Context | None] = {}
+        # (target, method).
+        self._parents: dict[tuple[str, str], _Parent | None] = {}
         self._rpc: dict[tuple[str, str], dict[str, Any]] = {}
-        self._children: dict[tuple[str, ...], Any] = {}
 
     # -- wiring, called by the Engine -------------------------------------------------------
 
@@ -194,7 +207,7 @@ class EngineTelemetry:
             for call in calls:
                 self._end_unrecorded(call, "the engine stopped before recording the outcome")
         self._pending.clear()
-        self._in_flight.clear()
+        self._in_flight = 0
         self._lookup = lambda _task_id: None
         self._clock = None
         if self._metrics is not None:
@@ -216,7 +229,9 @@ class EngineTelemetry:
             if record is not None and record.options.traceparent:
                 parent = self._parent(record.options.traceparent, record.options.tracestate)
                 if parent is not None:
-                    context_token = otel_context.attach(parent)
+                    # For the log lines of the step (trace and span ids); spans are parented
+                    # explicitly, never through the current context.
+                    context_token = otel_context.attach(parent.context)
             try:
                 await handler(task_id)
             finally:
@@ -230,7 +245,7 @@ class EngineTelemetry:
         """The store's writes, timed (the store itself when there are no metrics)."""
         if self._metrics is None:
             return store
-        return _TimedWrites(store, self._metrics)
+        return _TimedWrites(store, self._metrics, self._create_writes, self._record_writes)
 
     def submitting(
         self, task_id: str, target: str, method: str, options: TaskOptions
@@ -266,7 +281,7 @@ class EngineTelemetry:
         plugin = record.options.plugin_id or record.target
         if not update.checks and record.state is TaskState.WAITING:
             if metrics is not None:
-                self._child("submitted", metrics.submitted, plugin).inc()
+                metrics.submitted[plugin,] += 1
             return
         for check in update.checks:
             if check.kind is CallKind.GIVE_UP:
@@ -276,11 +291,9 @@ class EngineTelemetry:
             if call is None:
                 continue  # no call was sent (a cancel before any RUNNING answer)
             if metrics is not None:
-                outcome = check.outcome.value
-                self._child("calls", metrics.calls, plugin, check.kind.value, outcome).inc()
+                metrics.calls[plugin, check.kind.value, check.outcome.value] += 1
                 if check.outcome is CheckOutcome.TRANSPORT_RETRY:
-                    code = check.grpc_code or "UNKNOWN"
-                    self._child("retries", metrics.retries, plugin, code).inc()
+                    metrics.retries[plugin, check.grpc_code or "UNKNOWN"] += 1
             if call.span is not None:
                 _end_call_span(call, check, record)
         if not record.is_terminal:
@@ -294,7 +307,7 @@ class EngineTelemetry:
             from .metrics import code_label
 
             code = code_label(record.error_code) if record.state is TaskState.FAILED else ""
-            self._child("finished", metrics.finished, plugin, record.state.name, code).inc()
+            metrics.finished[plugin, record.state.name, code] += 1
 
     def completion(
         self,
@@ -318,11 +331,10 @@ class EngineTelemetry:
         if method not in _COMPLETION_SPANS:
             raise ValueError(f"method must be CompleteTask or UpdateTask, got {method!r}")
         if self._metrics is not None:
-            result = "accepted" if accepted else "refused"
-            self._child("completions", self._metrics.completions, method, result).inc()
+            self._metrics.completions[method, "accepted" if accepted else "refused"] += 1
         if self._tracer is None or record is None:
             return
-        parent = self._parent(record.options.traceparent, record.options.tracestate)
+        parent = self._parent_context(record.options.traceparent, record.options.tracestate)
         attributes: dict[str, Any] = {
             names.TASK_ID_ATTR: record.task_id,
             names.TASK_STATE: record.state.name,
@@ -359,7 +371,6 @@ class EngineTelemetry:
             else CallKind.CHECK
         )
         task_id = context.task_id
-        plugin = context.plugin_id or target
         record = self._lookup(task_id)
         lateness = None
         if (
@@ -369,42 +380,37 @@ class EngineTelemetry:
             and self._clock is not None
         ):
             lateness = max(0.0, self._clock.now() - record.next_check_time)
-            if self._metrics is not None:
-                self._child("lateness", self._metrics.lateness, kind.value).observe(lateness)
+            metrics = self._metrics
+            if metrics is not None:
+                metrics.lateness.observe(metrics.lateness[kind.value,], lateness)
         span = None
         if self._tracer is not None:
             traceparent, tracestate = traceparent_in(metadata)
             parent = self._parent(traceparent, tracestate) if traceparent else None
-            attributes = dict(self._rpc_attributes(target, method))
-            attributes[names.TASK_ID_ATTR] = task_id
-            attributes[names.CALL_KIND] = kind.value
-            attributes[names.CHECK_NUMBER] = context.check_number
-            attributes[names.TRANSPORT_RETRIES] = record.retries if record is not None else 0
-            if lateness is not None:
-                attributes[names.LATENESS_S] = lateness
-            span = self._tracer.start_span(
-                method.lstrip("/"), context=parent, kind=SpanKind.CLIENT, attributes=attributes
-            )
-            metadata = (*strip_trace_metadata(metadata), *inject_span(span))
-        call = _Call(task_id, kind, context.check_number, plugin, span)
-        calls = self._pending.setdefault(task_id, [])
-        for stale in [c for c in calls if (c.kind, c.number) == (kind, call.number)]:
-            calls.remove(stale)  # its outcome was never recorded (a failed store write)
-            self._end_unrecorded(stale, "sent again before its outcome was recorded")
-        calls.append(call)
-        self._in_flight[target] += 1
+            if parent is None or parent.sampled or not self._skip_unsampled:
+                span = self._start_call_span(
+                    target, method, parent, task_id, kind, context.check_number, record, lateness
+                )
+                metadata = (*strip_trace_metadata(metadata), *inject_span(span))
+        call = _Call(task_id, kind, context.check_number, context.plugin_id or target, span)
+        calls = self._pending.get(task_id)
+        if calls is None:
+            self._pending[task_id] = [call]
+        else:
+            for stale in [c for c in calls if c.kind is kind and c.number == call.number]:
+                calls.remove(stale)  # its outcome was never recorded (a failed store write)
+                self._end_unrecorded(stale, "sent again before its outcome was recorded")
+            calls.append(call)
+        self._in_flight += 1
         return call, metadata
 
-    def call_finished(
-        self, call: _Call, target: str, elapsed_s: float, error: BaseException | None
-    ) -> None:
+    def call_finished(self, call: _Call, elapsed_s: float, error: BaseException | None) -> None:
         """Notes a call's end at the transport: its duration and gRPC status."""
-        self._in_flight[target] -= 1
-        if self._in_flight[target] <= 0:
-            del self._in_flight[target]
-        if self._metrics is not None:
-            duration = self._metrics.call_duration
-            self._child("duration", duration, call.plugin, call.kind.value).observe(elapsed_s)
+        self._in_flight -= 1
+        metrics = self._metrics
+        if metrics is not None:
+            duration = metrics.call_duration
+            duration.observe(duration[call.plugin, call.kind.value], elapsed_s)
         if error is None:
             call.grpc_code = 0
             return
@@ -418,8 +424,34 @@ class EngineTelemetry:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _parent(self, traceparent: str, tracestate: str) -> otel_context.Context | None:
-        """The parent context a recorded traceparent names (parsed once per task)."""
+    def _start_call_span(
+        self,
+        target: str,
+        method: str,
+        parent: _Parent | None,
+        task_id: str,
+        kind: CallKind,
+        number: int,
+        record: TaskRecord | None,
+        lateness: float | None,
+    ) -> trace.Span:
+        assert self._tracer is not None
+        attributes = dict(self._rpc_attributes(target, method))
+        attributes[names.TASK_ID_ATTR] = task_id
+        attributes[names.CALL_KIND] = kind.value
+        attributes[names.CHECK_NUMBER] = number
+        attributes[names.TRANSPORT_RETRIES] = record.retries if record is not None else 0
+        if lateness is not None:
+            attributes[names.LATENESS_S] = lateness
+        return self._tracer.start_span(
+            method.lstrip("/"),
+            context=parent.context if parent is not None else None,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+
+    def _parent(self, traceparent: str, tracestate: str) -> _Parent | None:
+        """The parent a recorded traceparent names (parsed once per task)."""
         key = (traceparent, tracestate)
         try:
             return self._parents[key]
@@ -427,8 +459,17 @@ class EngineTelemetry:
             pass
         if len(self._parents) >= _CACHE_LIMIT:
             self._parents.clear()
-        parent = self._parents[key] = parent_from_traceparent(traceparent, tracestate)
+        parent = None
+        context = parent_from_traceparent(traceparent, tracestate)
+        if context is not None:
+            sampled = trace.get_current_span(context).get_span_context().trace_flags.sampled
+            parent = _Parent(context, sampled)
+        self._parents[key] = parent
         return parent
+
+    def _parent_context(self, traceparent: str, tracestate: str) -> otel_context.Context | None:
+        parent = self._parent(traceparent, tracestate) if traceparent else None
+        return parent.context if parent is not None else None
 
     def _rpc_attributes(self, target: str, method: str) -> dict[str, Any]:
         key = (target, method)
@@ -438,16 +479,6 @@ class EngineTelemetry:
                 self._rpc.clear()
             attributes = self._rpc[key] = _rpc_attributes(target, method)
         return attributes
-
-    def _child(self, name: str, metric: Any, *labels: str) -> Any:
-        """`metric.labels(*labels)`, looked up once per label values."""
-        key = (name, *labels)
-        child = self._children.get(key)
-        if child is None:
-            if len(self._children) >= _CACHE_LIMIT:
-                self._children.clear()
-            child = self._children[key] = metric.labels(*labels)
-        return child
 
     def _take(self, check: CheckRecord) -> _Call | None:
         calls = self._pending.get(check.task_id)
@@ -471,7 +502,7 @@ class EngineTelemetry:
     def _gave_up(self, record: TaskRecord, check: CheckRecord) -> None:
         if self._tracer is None:
             return
-        parent = self._parent(record.options.traceparent, record.options.tracestate)
+        parent = self._parent_context(record.options.traceparent, record.options.tracestate)
         span = self._tracer.start_span(
             "give up",
             context=parent,
@@ -492,6 +523,44 @@ class EngineTelemetry:
             call.span.set_attribute(names.CALL_OUTCOME, "NOT_RECORDED")
             call.span.set_status(Status(StatusCode.ERROR, why))
             call.span.end()
+
+
+_PROBE_TRACE_IDS: Final = (1, (1 << 128) - 1)
+"""The lowest and highest trace ids: a ratio sampler keeps one of them whatever its ratio."""
+
+
+def _follows_parent(provider: trace.TracerProvider) -> bool:
+    """Whether the provider's sampler drops every child of a remote parent that was not sampled.
+
+    True for the SDK's `ParentBased` samplers with the default `remote_parent_not_sampled`
+    (ALWAYS_OFF): the SDK default, and `ParentBased(TraceIdRatioBased(r))`. Then a call of a
+    task not sampled at submit needs no span at all. Anything else (another sampler, a
+    provider that is not the SDK's) keeps asking the provider for every call's span.
+    """
+    try:
+        from opentelemetry.sdk.trace.sampling import Decision, ParentBased
+    except ImportError:  # pragma: no cover - the API without the SDK makes no spans anyway
+        return False
+    sampler = getattr(provider, "sampler", None)
+    if not isinstance(sampler, ParentBased):
+        return False
+    unsampled = trace.NonRecordingSpan(
+        trace.SpanContext(
+            trace_id=_PROBE_TRACE_IDS[0],
+            span_id=1,
+            is_remote=True,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+        )
+    )
+    context = trace.set_span_in_context(unsampled)
+    try:
+        return all(
+            sampler.should_sample(context, trace_id, "probe", SpanKind.CLIENT).decision
+            is Decision.DROP
+            for trace_id in _PROBE_TRACE_IDS
+        )
+    except Exception:  # a custom delegate that fails on the probe: take the safe path
+        return False
 
 
 def _rpc_attributes(target: str, method: str) -> dict[str, Any]:
@@ -559,7 +628,7 @@ class _ObservedTransport:
             raise
         finally:
             if call is not None:
-                self._telemetry.call_finished(call, target, time.perf_counter() - started, error)
+                self._telemetry.call_finished(call, time.perf_counter() - started, error)
 
     async def close(self) -> None:
         await self._inner.close()
@@ -571,21 +640,28 @@ class _ObservedTransport:
 class _TimedWrites:
     """Store writes, timed into the store-write histogram."""
 
-    def __init__(self, store: StoreWriter, metrics: EngineMetrics) -> None:
+    def __init__(
+        self,
+        store: StoreWriter,
+        metrics: EngineMetrics,
+        create_row: list[float],
+        record_row: list[float],
+    ) -> None:
         self._store = store
-        self._create = metrics.store_writes.labels("create")
-        self._record = metrics.store_writes.labels("record")
+        self._observe = metrics.store_writes.observe
+        self._create = create_row
+        self._record = record_row
 
     async def create(self, record: TaskRecord) -> None:
         started = time.perf_counter()
         try:
             await self._store.create(record)
         finally:
-            self._create.observe(time.perf_counter() - started)
+            self._observe(self._create, time.perf_counter() - started)
 
     async def record(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
         started = time.perf_counter()
         try:
             await self._store.record(record, *checks)
         finally:
-            self._record.observe(time.perf_counter() - started)
+            self._observe(self._record, time.perf_counter() - started)
