@@ -25,11 +25,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 from prometheus_client import metrics as _prometheus_metrics
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric, Sample
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    Sample,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["CounterSeries", "HistogramSeries", "SeriesCollector"]
+__all__ = ["CounterSeries", "GaugeValue", "HistogramSeries", "SeriesCollector"]
 
 Labels = tuple[str, ...]
 
@@ -118,16 +124,31 @@ class HistogramSeries(dict[Labels, list[float]]):
         return family
 
 
+class GaugeValue:
+    """A gauge without labels kept as a plain number: `gauge.value += 1`."""
+
+    __slots__ = ("documentation", "name", "value")
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.value: float = 0
+
+    def family(self, *, created: bool) -> Metric:
+        """The gauge as Prometheus sees it now (`created` does not apply to gauges)."""
+        return GaugeMetricFamily(self.name, self.documentation, value=self.value)
+
+
 def _go_float(value: float) -> str:
     """A bucket bound as prometheus-client writes its `le` label."""
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
-Series = CounterSeries | HistogramSeries
+Series = CounterSeries | HistogramSeries | GaugeValue
 
 
 class SeriesCollector(Collector):
-    """Exposes counter and histogram series to a registry, built at scrape time."""
+    """Exposes counter, histogram and gauge series to a registry, built at scrape time."""
 
     def __init__(self, series: Iterable[Series]) -> None:
         self._series: Final = tuple(series)

@@ -155,29 +155,34 @@ class PluginTelemetry:
 
 
 class _PluginMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+    """The server's metrics: plain numbers updated on the server's loop, turned into metric
+    families when Prometheus scrapes (`asyncplugin.observability.counting`)."""
 
-        self.calls = Counter(
+    def __init__(self, registry: CollectorRegistry) -> None:
+        from asyncplugin.observability.counting import (
+            CounterSeries,
+            GaugeValue,
+            HistogramSeries,
+            SeriesCollector,
+        )
+
+        self.calls = CounterSeries(
             "asyncplugin_plugin_calls",
             "Calls to the plugin by kind (INITIATE, CHECK, CANCEL; UNKNOWN when refused before "
             "decoding) and answer (SUCCEEDED, RUNNING, FAILED, CANCELLED; REFUSED: rejected "
             "by the server; NO_ANSWER: cancelled or failed before answering).",
             ["kind", "answer"],
-            registry=registry,
         )
-        self.duration = Histogram(
+        self.duration = HistogramSeries(
             "asyncplugin_plugin_handler_duration_seconds",
             "How long the server took to answer a call, the plugin's handler included.",
             ["kind"],
-            buckets=names.DURATION_BUCKETS_S,
-            registry=registry,
+            names.DURATION_BUCKETS_S,
         )
-        self.in_flight = Gauge(
-            "asyncplugin_plugin_calls_in_flight",
-            "Calls being answered now.",
-            registry=registry,
+        self.in_flight = GaugeValue(
+            "asyncplugin_plugin_calls_in_flight", "Calls being answered now."
         )
+        registry.register(SeriesCollector([self.calls, self.duration, self.in_flight]))
 
 
 class _MetricsInterceptor(aio.ServerInterceptor):
@@ -200,12 +205,14 @@ class _MetricsInterceptor(aio.ServerInterceptor):
         behavior = handler.unary_unary
         if behavior is None:  # pragma: no cover - plugin methods are unary
             return handler
-        metrics = self._metrics
+        calls = self._metrics.calls
+        duration = self._metrics.duration
+        in_flight = self._metrics.in_flight
 
         async def observed(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             note = _Note()
             token = _NOTE.set(note)
-            metrics.in_flight.inc()
+            in_flight.value += 1
             started = time.perf_counter()
             try:
                 return await behavior(request, context)  # type: ignore[arg-type]
@@ -213,9 +220,9 @@ class _MetricsInterceptor(aio.ServerInterceptor):
                 note.answer = note.answer or "REFUSED"
                 raise
             finally:
-                metrics.in_flight.dec()
-                metrics.duration.labels(note.kind).observe(time.perf_counter() - started)
-                metrics.calls.labels(note.kind, note.answer or "NO_ANSWER").inc()
+                in_flight.value -= 1
+                duration.observe(duration[note.kind,], time.perf_counter() - started)
+                calls[note.kind, note.answer or "NO_ANSWER"] += 1
                 _NOTE.reset(token)
 
         return grpc.unary_unary_rpc_method_handler(
