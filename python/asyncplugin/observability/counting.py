@@ -67,7 +67,7 @@ class CounterSeries(dict[Labels, float]):
         """The counter family as Prometheus sees it now."""
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
         stamps = self.created
-        for labels, value in sorted(list(self.items())):
+        for labels, value in list(self.items()):  # in creation order, as prometheus-client
             family.add_metric(labels, value, created=stamps.get(labels) if created else None)
         return family
 
@@ -110,7 +110,7 @@ class HistogramSeries(dict[Labels, list[float]]):
         """The histogram family as Prometheus sees it now (cumulative buckets, +Inf last)."""
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         les = [*(_go_float(bound) for bound in self.bounds), "+Inf"]
-        for labels, row in sorted((labels, list(row)) for labels, row in list(self.items())):
+        for labels, row in [(labels, list(row)) for labels, row in list(self.items())]:
             cumulative = 0.0
             buckets = []
             for le, count in zip(les, row[1:], strict=True):
