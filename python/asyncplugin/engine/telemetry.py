@@ -46,7 +46,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from asyncplugin.observability import TASK_ID, inject_span, parent_from_traceparent
 from asyncplugin.observability import tracecontext as names
-from asyncplugin.observability.tracecontext import strip_trace_metadata, traceparent_in
+from asyncplugin.observability.tracecontext import split_trace_metadata
 from asyncplugin.protocol import TaskState
 from asyncplugin.v1 import plugin_pb2
 
@@ -63,13 +63,12 @@ __all__ = ["CompletionMethod", "EngineLoad", "EngineTelemetry", "StoreWriter"]
 
 _log = logging.getLogger(__name__)
 
-_FAILED_OUTCOMES: Final = frozenset(
-    {
-        CheckOutcome.FAILED,
-        CheckOutcome.TRANSPORT_RETRY,
-        CheckOutcome.RPC_ERROR,
-        CheckOutcome.PROTOCOL_VIOLATION,
-    }
+_FAILED_OUTCOMES: Final = (
+    # A tuple: `in` compares by identity first, a set would hash each enum member in Python.
+    CheckOutcome.FAILED,
+    CheckOutcome.TRANSPORT_RETRY,
+    CheckOutcome.RPC_ERROR,
+    CheckOutcome.PROTOCOL_VIOLATION,
 )
 
 
@@ -114,6 +113,8 @@ class _Call:
 
     task_id: str
     kind: CallKind
+    kind_name: str
+    """`kind.value`, read once (an enum's value is a property)."""
     number: int
     plugin: str
     span: trace.Span | None
@@ -220,24 +221,25 @@ class EngineTelemetry:
     def wrap_handler(
         self, handler: Callable[[str], Awaitable[None]]
     ) -> Callable[[str], Awaitable[None]]:
-        """The scheduler's handler, run with the task id (and its trace) as the log context."""
+        """The scheduler's handler, run with the task id (and its trace) as the log context.
 
-        async def observed(task_id: str) -> None:
-            task_token = TASK_ID.set(task_id)
-            context_token = None
-            record = self._lookup(task_id) if self._tracer is not None else None
-            if record is not None and record.options.traceparent:
-                parent = self._parent(record.options.traceparent, record.options.tracestate)
-                if parent is not None:
-                    # For the log lines of the step (trace and span ids); spans are parented
-                    # explicitly, never through the current context.
-                    context_token = otel_context.attach(parent.context)
-            try:
-                await handler(task_id)
-            finally:
-                if context_token is not None:
-                    otel_context.detach(context_token)
-                TASK_ID.reset(task_token)
+        The scheduler runs each call of its handler in an asyncio task of its own
+        (`Scheduler._work`), whose context is a copy made when the task was created: what is set
+        here is seen by the step and ends with the task, so it needs no reset and the handler
+        needs no coroutine of its own around it.
+        """
+
+        def observed(task_id: str) -> Awaitable[None]:
+            TASK_ID.set(task_id)
+            if self._tracer is not None:
+                record = self._lookup(task_id)
+                if record is not None and record.options.traceparent:
+                    parent = self._parent(record.options.traceparent, record.options.tracestate)
+                    if parent is not None:
+                        # For the step's log lines (trace and span ids); spans are parented
+                        # explicitly, never through the current context.
+                        otel_context.attach(parent.context)
+            return handler(task_id)
 
         return observed
 
@@ -363,13 +365,12 @@ class EngineTelemetry:
         except Exception:  # not an envelope: a custom caller; nothing to attribute it to
             return None, metadata
         context = envelope.context
-        kind = (
-            CallKind.INITIATE
-            if not envelope.is_status_check
-            else CallKind.CANCEL
-            if envelope.cancel_requested
-            else CallKind.CHECK
-        )
+        if not envelope.is_status_check:
+            kind, kind_name = CallKind.INITIATE, "INITIATE"
+        elif envelope.cancel_requested:
+            kind, kind_name = CallKind.CANCEL, "CANCEL"
+        else:
+            kind, kind_name = CallKind.CHECK, "CHECK"
         task_id = context.task_id
         record = self._lookup(task_id)
         lateness = None
@@ -382,17 +383,26 @@ class EngineTelemetry:
             lateness = max(0.0, self._clock.now() - record.next_check_time)
             metrics = self._metrics
             if metrics is not None:
-                metrics.lateness.observe(metrics.lateness[kind.value,], lateness)
+                metrics.lateness.observe(metrics.lateness[kind_name,], lateness)
         span = None
         if self._tracer is not None:
-            traceparent, tracestate = traceparent_in(metadata)
+            traceparent, tracestate, rest = split_trace_metadata(metadata)
             parent = self._parent(traceparent, tracestate) if traceparent else None
             if parent is None or parent.sampled or not self._skip_unsampled:
                 span = self._start_call_span(
-                    target, method, parent, task_id, kind, context.check_number, record, lateness
+                    target,
+                    method,
+                    parent,
+                    task_id,
+                    kind_name,
+                    context.check_number,
+                    record,
+                    lateness,
                 )
-                metadata = (*strip_trace_metadata(metadata), *inject_span(span))
-        call = _Call(task_id, kind, context.check_number, context.plugin_id or target, span)
+                metadata = (*rest, *inject_span(span))
+        call = _Call(
+            task_id, kind, kind_name, context.check_number, context.plugin_id or target, span
+        )
         calls = self._pending.get(task_id)
         if calls is None:
             self._pending[task_id] = [call]
@@ -410,7 +420,7 @@ class EngineTelemetry:
         metrics = self._metrics
         if metrics is not None:
             duration = metrics.call_duration
-            duration.observe(duration[call.plugin, call.kind.value], elapsed_s)
+            duration.observe(duration[call.plugin, call.kind_name], elapsed_s)
         if error is None:
             call.grpc_code = 0
             return
@@ -430,7 +440,7 @@ class EngineTelemetry:
         method: str,
         parent: _Parent | None,
         task_id: str,
-        kind: CallKind,
+        kind_name: str,
         number: int,
         record: TaskRecord | None,
         lateness: float | None,
@@ -438,7 +448,7 @@ class EngineTelemetry:
         assert self._tracer is not None
         attributes = dict(self._rpc_attributes(target, method))
         attributes[names.TASK_ID_ATTR] = task_id
-        attributes[names.CALL_KIND] = kind.value
+        attributes[names.CALL_KIND] = kind_name
         attributes[names.CHECK_NUMBER] = number
         attributes[names.TRANSPORT_RETRIES] = record.retries if record is not None else 0
         if lateness is not None:

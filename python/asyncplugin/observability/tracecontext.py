@@ -21,6 +21,7 @@ __all__ = [
     "TRACESTATE",
     "inject_span",
     "parent_from_traceparent",
+    "split_trace_metadata",
     "strip_trace_metadata",
     "traceparent_in",
 ]
@@ -97,6 +98,23 @@ def traceparent_in(metadata: Iterable[tuple[str, str | bytes]]) -> tuple[str, st
         elif key == TRACESTATE and isinstance(value, str):
             state = value
     return parent, state
+
+
+def split_trace_metadata(
+    metadata: Sequence[tuple[str, str]],
+) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """(traceparent, tracestate, the other entries) of call metadata, in one pass."""
+    parent = state = ""
+    rest = []
+    for pair in metadata:
+        key = pair[0]
+        if key == TRACEPARENT:
+            parent = pair[1]
+        elif key == TRACESTATE:
+            state = pair[1]
+        else:
+            rest.append(pair)
+    return parent, state, tuple(rest)
 
 
 def strip_trace_metadata(metadata: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
