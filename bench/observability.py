@@ -1,25 +1,32 @@
 """What tracing and metrics cost: status checks/s with telemetry on against off, same run.
 
 - engine: `Engine` + MemoryStore polling 4*C RUNNING tasks against the bare plugin server (as in
-  section 1), with no telemetry, then with `EngineTelemetry`: the Prometheus metrics (scraped
+  section 1), with no telemetry and with `EngineTelemetry`: the Prometheus metrics (scraped
   once a second) and an SDK tracer provider with a `BatchSpanProcessor` (the production one)
-  whose exporter drops the spans, so the figure is the instrumentation's own cost, span
-  creation, ending and batching included, and not a collector's network. Three settings:
+  whose exporter drops the spans, so the figure is the instrumentation's own cost (span
+  creation, ending and batching, the export thread's CPU included), not a collector's
+  network. Four settings:
+  - off;
   - metrics + 10% of tasks traced, `ParentBased(TraceIdRatioBased(0.1))`, the production
     setting docs/observability.md recommends: the decision is taken at submit and recorded in
     the task's traceparent, so a task is traced whole or not at all;
   - metrics + every task traced (`ALWAYS_ON`);
   - metrics alone.
-  The span queue is sized so that no span is dropped for lack of room (the default 2,048 can
-  overflow when the export thread is starved on a loaded machine, which would make tracing
-  look cheaper than it is); every run counts the spans ended and exported to show it.
+  The four engines run at once, one process each, and take turns (`observability_turns`): the
+  settings are compared within seconds of each other, under the same load; 8 rounds of fresh
+  processes (1 with --quick), medians. The span queue is sized so no span is dropped for lack
+  of room (the default 2,048 can overflow when the export thread is starved on a loaded
+  machine, which would make tracing look cheaper than it is); the spans exported and dropped
+  are counted to show it.
 - SDK server: the raw client against the SDK `PluginServer`, without and with `PluginTelemetry`
   (the gRPC instrumentation's server spans, dropped the same way, and the server's metrics).
+- in isolation: the telemetry's own CPU per check (the engine's wrappers and change hook
+  driven by hand, no engine, no gRPC), and the OpenTelemetry SDK's own cost for one call span:
+  the floor of tracing a check.
 
-Runs alternate between the settings, in an order rotated each repetition, and repeat (5 times,
-1 with --quick); the table quotes medians. On a shared machine the checks/s move with the load;
-the engine's CPU time per check (`time.process_time` in the engine's process, all its threads,
-the span export thread included) is steadier, so it is given too, as the ratio off/on.
+On a shared machine the checks/s move with the load; the engine's CPU time per check
+(`time.process_time` in the engine's process, all its threads) is steadier, so it is given too,
+with the ratio off/on.
 """
 
 from __future__ import annotations
@@ -38,17 +45,10 @@ RATIO = 0.1
 SPAN_QUEUE = 1 << 16
 """Room for every span the batch processor holds between exports (see the module docstring)."""
 
-ENGINE_KINDS = ("off", "sampled", "all", "metrics")
-"""Telemetry off; metrics + RATIO of tasks traced; metrics + every task traced; metrics only."""
-
 _SPANS = {"exported": 0, "dropped": 0}
 """Spans exported, and dropped by the batch processor for lack of room, in this process."""
 
 _PROVIDERS: list[Any] = []
-
-_TRACED = {"on": True}
-"""False in a child measuring metrics alone (section 1's engine client asks `engine_telemetry`
-for its telemetry with only the sampling choice)."""
 
 
 class _CountDrops(logging.Handler):
@@ -85,17 +85,54 @@ def tracer_provider(*, sampled: bool = False, ratio: float = RATIO) -> Any:
     return provider
 
 
-def engine_telemetry(*, sampled: bool = False) -> tuple[Any, Callable[[], bytes]]:
-    """An EngineTelemetry measuring and tracing every task or (sampled) RATIO of them (only
-    measuring in a child running the metrics-only setting); and its scrape."""
+def engine_telemetry(
+    *, sampled: bool = False, traced: bool = True
+) -> tuple[Any, Callable[[], bytes]]:
+    """An EngineTelemetry measuring and (if `traced`) tracing every task or (sampled) RATIO of
+    them; and its scrape."""
     from prometheus_client import CollectorRegistry, generate_latest
 
     from asyncplugin.engine import EngineTelemetry
 
     registry = CollectorRegistry()
-    provider = tracer_provider(sampled=sampled) if _TRACED["on"] else None
+    provider = tracer_provider(sampled=sampled) if traced else None
     telemetry = EngineTelemetry(tracer_provider=provider, registry=registry)
     return telemetry, lambda: generate_latest(registry)
+
+
+def span_counts() -> dict[str, float]:
+    """The spans exported and dropped in this process, once every provider has flushed."""
+    for provider in _PROVIDERS:
+        provider.force_flush()
+    return {"exported": float(_SPANS["exported"]), "dropped": float(_SPANS["dropped"])}
+
+
+def setting_off() -> tuple[Any, Callable[[], bytes] | None, Callable[[], dict[str, float]]]:
+    """No telemetry (see `observability_turns.Setting`)."""
+    return None, None, span_counts
+
+
+def setting_sampled() -> tuple[Any, Callable[[], bytes] | None, Callable[[], dict[str, float]]]:
+    """Metrics and RATIO of tasks traced (the production setting)."""
+    return (*engine_telemetry(sampled=True), span_counts)
+
+
+def setting_all() -> tuple[Any, Callable[[], bytes] | None, Callable[[], dict[str, float]]]:
+    """Metrics and every task traced."""
+    return (*engine_telemetry(), span_counts)
+
+
+def setting_metrics() -> tuple[Any, Callable[[], bytes] | None, Callable[[], dict[str, float]]]:
+    """Metrics alone."""
+    return (*engine_telemetry(traced=False), span_counts)
+
+
+SETTINGS = {
+    "off": setting_off,
+    "sampled": setting_sampled,
+    "all": setting_all,
+    "metrics": setting_metrics,
+}
 
 
 def plugin_telemetry() -> Any:
@@ -107,25 +144,6 @@ def plugin_telemetry() -> Any:
     return PluginTelemetry(tracer_provider=tracer_provider(), registry=CollectorRegistry())
 
 
-def engine_run(
-    target: str, concurrency: int, warmup_s: float, window_s: float, server_pid: int, kind: str
-) -> dict[str, float]:
-    """Child process: section 1's engine client with the telemetry `kind` (ENGINE_KINDS); its
-    checks/s and CPU per check, and the spans ended and exported (after a final flush)."""
-    from . import throughput
-
-    telemetry = {"off": "", "sampled": "sampled", "all": "all", "metrics": "metrics"}[kind]
-    _TRACED["on"] = kind != "metrics"
-    result = throughput.engine_client(
-        target, "memory", concurrency, warmup_s, window_s, server_pid, "asyncio", telemetry
-    )
-    for provider in _PROVIDERS:
-        provider.force_flush()
-    result["spans_exported"] = float(_SPANS["exported"])
-    result["spans_dropped"] = float(_SPANS["dropped"])
-    return result
-
-
 def _load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.1f} {five:.1f} {fifteen:.1f}"
@@ -133,27 +151,33 @@ def _load() -> str:
 
 def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
     """Runs the section; returns its rows and the raw runs."""
+    from .observability_turns import Turns
     from .throughput import raw_client
 
-    reps = 1 if quick else 5
-    warmup_s, window_s = (0.3, 0.7) if quick else (0.7, 2.5)
-    args = (CONCURRENCY, warmup_s, window_s)
+    rounds, window_s = (1, 0.5) if quick else (8, 2.0)
     runs: dict[str, list[dict[str, float]]] = {
-        **{kind: [] for kind in ENGINE_KINDS},
-        "sdk_off": [],
-        "sdk_on": [],
+        kind: [] for kind in (*SETTINGS, "sdk_off", "sdk_on")
+    }
+    spans: dict[str, dict[str, float]] = {
+        kind: {"exported": 0.0, "dropped": 0.0} for kind in SETTINGS
     }
     load = {"start": _load()}
-    with (
-        PluginProcess("bare") as bare,
-        PluginProcess("sdk") as sdk,
-        PluginProcess("sdk-telemetry") as traced,
-    ):
+    with PluginProcess("bare") as bare:
+        for round_ in range(rounds):
+            log(f"observability: round {round_ + 1}/{rounds}, engines taking turns")
+            with Turns(bare.target, CONCURRENCY, SETTINGS) as turns:
+                kinds = list(SETTINGS)
+                for kind in kinds[round_ % 4 :] + kinds[: round_ % 4]:
+                    runs[kind].append(turns.measure(kind, window_s))
+            for kind, counts in turns.spans.items():
+                for key, value in counts.items():
+                    spans[kind][key] += value
+    reps = 1 if quick else 3
+    warmup_s, sdk_window_s = (0.3, 0.7) if quick else (0.7, 2.5)
+    args = (CONCURRENCY, warmup_s, sdk_window_s)
+    with PluginProcess("sdk") as sdk, PluginProcess("sdk-telemetry") as traced:
         for rep in range(reps):
-            log(f"observability: repetition {rep + 1}/{reps} at {CONCURRENCY} in flight")
-            order = ENGINE_KINDS[rep % 4 :] + ENGINE_KINDS[: rep % 4]
-            for kind in order:
-                runs[kind].append(in_child(engine_run, bare.target, *args, bare.pid, kind))
+            log(f"observability: SDK server, repetition {rep + 1}/{reps}")
             runs["sdk_off"].append(in_child(raw_client, sdk.target, *args, sdk.pid, "asyncio"))
             runs["sdk_on"].append(in_child(raw_client, traced.target, *args, traced.pid, "asyncio"))
     log("observability: the telemetry's own work per check, in isolation")
@@ -161,8 +185,15 @@ def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
     alone = in_child(isolated, steps, isolated_reps)
     floor = in_child(span_floor, steps, isolated_reps)
     load["end"] = _load()
-    rows = _rows(runs, load) + _isolated_rows(alone, floor)
-    return rows, {"runs": runs, "isolated_us": alone, "span_floor_us": floor, "load_average": load}
+    rows = _rows(runs, spans, load) + _isolated_rows(alone, floor)
+    data = {
+        "runs": runs,
+        "spans": spans,
+        "isolated_us": alone,
+        "span_floor_us": floor,
+        "load_average": load,
+    }
+    return rows, data
 
 
 def _isolated_rows(alone: dict[str, list[float]], floor: list[float]) -> list[Row]:
@@ -196,7 +227,11 @@ def _isolated_rows(alone: dict[str, list[float]], floor: list[float]) -> list[Ro
     return rows
 
 
-def _rows(runs: dict[str, list[dict[str, float]]], load: dict[str, str]) -> list[Row]:
+def _rows(
+    runs: dict[str, list[dict[str, float]]],
+    spans_: dict[str, dict[str, float]],
+    load: dict[str, str],
+) -> list[Row]:
     def rate(kind: str) -> float:
         return median([r["rate"] for r in runs[kind]])
 
@@ -210,9 +245,8 @@ def _rows(runs: dict[str, list[dict[str, float]]], load: dict[str, str]) -> list
         return median([b[key] / a[key] for a, b in pairs])  # off / on: how many times less
 
     def spans(kind: str) -> str:
-        exported = sum(r.get("spans_exported", 0.0) for r in runs[kind])
-        dropped = sum(r.get("spans_dropped", 0.0) for r in runs[kind])
-        return f"{exported:,.0f} spans exported, {dropped:,.0f} dropped"
+        counts = spans_[kind]
+        return f"{counts['exported']:,.0f} spans exported, {counts['dropped']:,.0f} dropped"
 
     settings = (
         ("sampled", f"metrics + {RATIO:.0%} of tasks traced", "ParentBased(TraceIdRatioBased"),
