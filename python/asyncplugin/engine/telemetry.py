@@ -35,7 +35,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import metadata as package_metadata
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
@@ -138,6 +140,14 @@ _COMPLETION_SPANS: Final[Mapping[str, str]] = {
     "UpdateTask": "update task",
 }
 
+_TERMINAL: Final = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+"""A tuple: `in` compares by identity first (`is_terminal` is two properties deep)."""
+
+_STEP_PARENT: ContextVar[tuple[str, str, _Parent] | None] = ContextVar(
+    "asyncplugin_engine_step_parent", default=None
+)
+"""(task id, recorded traceparent, its parsed parent) of the step running in this context."""
+
 _CACHE_LIMIT: Final = 50_000
 """Entries kept in each look-up cache before it is emptied (bounded memory, rare misses)."""
 
@@ -239,6 +249,8 @@ class EngineTelemetry:
                         # For the step's log lines (trace and span ids); spans are parented
                         # explicitly, never through the current context.
                         otel_context.attach(parent.context)
+                        # For the step's call: its parent, without reading it from metadata.
+                        _STEP_PARENT.set((task_id, record.options.traceparent, parent))
             return handler(task_id)
 
         return observed
@@ -279,26 +291,29 @@ class EngineTelemetry:
     def on_change(self, update: TaskUpdate) -> None:
         """Ends the spans of the calls just recorded and counts what happened."""
         record = update.record
+        checks = update.checks
         metrics = self._metrics
         plugin = record.options.plugin_id or record.target
-        if not update.checks and record.state is TaskState.WAITING:
+        if not checks and record.state is TaskState.WAITING:
             if metrics is not None:
                 metrics.submitted[plugin,] += 1
             return
-        for check in update.checks:
-            if check.kind is CallKind.GIVE_UP:
+        for check in checks:
+            kind = check.kind
+            if kind is CallKind.GIVE_UP:
                 self._gave_up(record, check)
                 continue
             call = self._take(check)
             if call is None:
                 continue  # no call was sent (a cancel before any RUNNING answer)
             if metrics is not None:
-                metrics.calls[plugin, check.kind.value, check.outcome.value] += 1
+                # The enum members themselves (str subclasses): `.value` is a property.
+                metrics.calls[plugin, kind, check.outcome] += 1
                 if check.outcome is CheckOutcome.TRANSPORT_RETRY:
                     metrics.retries[plugin, check.grpc_code or "UNKNOWN"] += 1
             if call.span is not None:
                 _end_call_span(call, check, record)
-        if not record.is_terminal:
+        if record.state not in _TERMINAL:
             return
         for call in self._pending.pop(record.task_id, ()):
             self._end_unrecorded(call, f"the task ended {record.state.name} first")
@@ -372,42 +387,44 @@ class EngineTelemetry:
         else:
             kind, kind_name = CallKind.CHECK, "CHECK"
         task_id = context.task_id
+        number = context.check_number
         record = self._lookup(task_id)
         lateness = None
-        if (
-            record is not None
-            and kind is not CallKind.CANCEL
-            and record.next_check_time is not None
-            and self._clock is not None
-        ):
-            lateness = max(0.0, self._clock.now() - record.next_check_time)
-            metrics = self._metrics
-            if metrics is not None:
-                metrics.lateness.observe(metrics.lateness[kind_name,], lateness)
+        if record is not None and kind is not CallKind.CANCEL:
+            due = record.next_check_time
+            if due is not None and self._clock is not None:
+                lateness = self._clock.now() - due
+                if lateness < 0.0:
+                    lateness = 0.0
+                metrics = self._metrics
+                if metrics is not None:
+                    late = metrics.lateness
+                    row = late[kind_name,]
+                    row[bisect_left(late.bounds, lateness) + 1] += 1
+                    row[0] += lateness
         span = None
         if self._tracer is not None:
-            traceparent, tracestate, rest = split_trace_metadata(metadata)
-            parent = self._parent(traceparent, tracestate) if traceparent else None
+            step = _STEP_PARENT.get()
+            if step is not None and step[0] == task_id and record is not None:
+                # The step's own call (the usual case): its parent was found for the step.
+                parent: _Parent | None = step[2]
+                same = step[1] == record.options.traceparent
+            else:
+                same = False
+            if not same:
+                traceparent, tracestate, _ = split_trace_metadata(metadata)
+                parent = self._parent(traceparent, tracestate) if traceparent else None
             if parent is None or parent.sampled or not self._skip_unsampled:
                 span = self._start_call_span(
-                    target,
-                    method,
-                    parent,
-                    task_id,
-                    kind_name,
-                    context.check_number,
-                    record,
-                    lateness,
+                    target, method, parent, task_id, kind_name, number, record, lateness
                 )
-                metadata = (*rest, *inject_span(span))
-        call = _Call(
-            task_id, kind, kind_name, context.check_number, context.plugin_id or target, span
-        )
+                metadata = (*split_trace_metadata(metadata)[2], *inject_span(span))
+        call = _Call(task_id, kind, kind_name, number, context.plugin_id or target, span)
         calls = self._pending.get(task_id)
         if calls is None:
             self._pending[task_id] = [call]
         else:
-            for stale in [c for c in calls if c.kind is kind and c.number == call.number]:
+            for stale in [c for c in calls if c.kind is kind and c.number == number]:
                 calls.remove(stale)  # its outcome was never recorded (a failed store write)
                 self._end_unrecorded(stale, "sent again before its outcome was recorded")
             calls.append(call)
@@ -420,7 +437,9 @@ class EngineTelemetry:
         metrics = self._metrics
         if metrics is not None:
             duration = metrics.call_duration
-            duration.observe(duration[call.plugin, call.kind_name], elapsed_s)
+            row = duration[call.plugin, call.kind_name]
+            row[bisect_left(duration.bounds, elapsed_s) + 1] += 1
+            row[0] += elapsed_s
         if error is None:
             call.grpc_code = 0
             return
@@ -494,11 +513,15 @@ class EngineTelemetry:
         calls = self._pending.get(check.task_id)
         if not calls:
             return None
+        if len(calls) == 1:  # the usual case: the one call of the task
+            call = calls[0]
+            if call.kind is check.kind and call.number == check.check_number:
+                del self._pending[check.task_id]
+                return call
+            return None
         for call in calls:
             if call.kind is check.kind and call.number == check.check_number:
                 calls.remove(call)
-                if not calls:
-                    del self._pending[check.task_id]
                 return call
         return None
 

@@ -44,6 +44,8 @@ class CounterSeries(dict[Labels, float]):
     """A counter family: label values -> count; `series[labels] += 1` counts one.
 
     A missing entry reads as 0 and notes when it was first counted (the `_created` sample).
+    Label values may be str enum members (exposed as their values, `str()`), which saves the
+    caller reading `.value`, a property, on every update.
     """
 
     __slots__ = ("created", "documentation", "labelnames", "name")
@@ -68,7 +70,9 @@ class CounterSeries(dict[Labels, float]):
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
         stamps = self.created
         for labels, value in list(self.items()):  # in creation order, as prometheus-client
-            family.add_metric(labels, value, created=stamps.get(labels) if created else None)
+            stamp = stamps.get(labels) if created else None
+            # str(): a label value may be a str enum member (its value).
+            family.add_metric([str(label) for label in labels], value, created=stamp)
         return family
 
 
