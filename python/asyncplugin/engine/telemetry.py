@@ -143,6 +143,18 @@ _COMPLETION_SPANS: Final[Mapping[str, str]] = {
 _TERMINAL: Final = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 """A tuple: `in` compares by identity first (`is_terminal` is two properties deep)."""
 
+# Enum members read on every call, as module constants: on Python 3.11 reading a member off
+# its class (`CallKind.CHECK`) goes through the enum metaclass's `__getattr__`, about as costly
+# as a small function call.
+_INITIATE: Final = CallKind.INITIATE
+_CHECK: Final = CallKind.CHECK
+_CANCEL: Final = CallKind.CANCEL
+_GIVE_UP: Final = CallKind.GIVE_UP
+_WAITING: Final = TaskState.WAITING
+_FAILED: Final = TaskState.FAILED
+_TRANSPORT_RETRY: Final = CheckOutcome.TRANSPORT_RETRY
+_CLIENT: Final = SpanKind.CLIENT
+
 _STEP_PARENT: ContextVar[tuple[str, str, _Parent] | None] = ContextVar(
     "asyncplugin_engine_step_parent", default=None
 )
@@ -294,13 +306,13 @@ class EngineTelemetry:
         checks = update.checks
         metrics = self._metrics
         plugin = record.options.plugin_id or record.target
-        if not checks and record.state is TaskState.WAITING:
+        if not checks and record.state is _WAITING:
             if metrics is not None:
                 metrics.submitted[plugin,] += 1
             return
         for check in checks:
             kind = check.kind
-            if kind is CallKind.GIVE_UP:
+            if kind is _GIVE_UP:
                 self._gave_up(record, check)
                 continue
             call = self._take(check)
@@ -309,7 +321,7 @@ class EngineTelemetry:
             if metrics is not None:
                 # The enum members themselves (str subclasses): `.value` is a property.
                 metrics.calls[plugin, kind, check.outcome] += 1
-                if check.outcome is CheckOutcome.TRANSPORT_RETRY:
+                if check.outcome is _TRANSPORT_RETRY:
                     metrics.retries[plugin, check.grpc_code or "UNKNOWN"] += 1
             if call.span is not None:
                 _end_call_span(call, check, record)
@@ -317,13 +329,13 @@ class EngineTelemetry:
             return
         for call in self._pending.pop(record.task_id, ()):
             self._end_unrecorded(call, f"the task ended {record.state.name} first")
-        follow_up = all(check.kind is CallKind.CANCEL for check in update.checks)
+        follow_up = all(check.kind is _CANCEL for check in update.checks)
         if metrics is not None and not (update.checks and follow_up):
             # A terminal update holding only a cancel request's entry is the follow-up of a
             # cancel already counted (Engine.cancel records CANCELLED first, then the request).
             from .metrics import code_label
 
-            code = code_label(record.error_code) if record.state is TaskState.FAILED else ""
+            code = code_label(record.error_code) if record.state is _FAILED else ""
             metrics.finished[plugin, record.state.name, code] += 1
 
     def completion(
@@ -381,16 +393,16 @@ class EngineTelemetry:
             return None, metadata
         context = envelope.context
         if not envelope.is_status_check:
-            kind, kind_name = CallKind.INITIATE, "INITIATE"
+            kind, kind_name = _INITIATE, "INITIATE"
         elif envelope.cancel_requested:
-            kind, kind_name = CallKind.CANCEL, "CANCEL"
+            kind, kind_name = _CANCEL, "CANCEL"
         else:
-            kind, kind_name = CallKind.CHECK, "CHECK"
+            kind, kind_name = _CHECK, "CHECK"
         task_id = context.task_id
         number = context.check_number
         record = self._lookup(task_id)
         lateness = None
-        if record is not None and kind is not CallKind.CANCEL:
+        if record is not None and kind is not _CANCEL:
             due = record.next_check_time
             if due is not None and self._clock is not None:
                 lateness = self._clock.now() - due
@@ -475,7 +487,7 @@ class EngineTelemetry:
         return self._tracer.start_span(
             method.lstrip("/"),
             context=parent.context if parent is not None else None,
-            kind=SpanKind.CLIENT,
+            kind=_CLIENT,
             attributes=attributes,
         )
 
@@ -625,7 +637,7 @@ def _end_call_span(call: _Call, check: CheckRecord, record: TaskRecord) -> None:
         attributes[names.NEXT_INTERVAL_S] = check.interval_s
         attributes[names.NEXT_REASON] = check.reason
     if check.outcome in _FAILED_OUTCOMES:
-        code = check.grpc_code or (record.error_code if record.state is TaskState.FAILED else "")
+        code = check.grpc_code or (record.error_code if record.state is _FAILED else "")
         if code:
             attributes[names.ERROR_CODE] = code
         span.set_status(Status(StatusCode.ERROR, check.message[:200]))
@@ -634,7 +646,14 @@ def _end_call_span(call: _Call, check: CheckRecord, record: TaskRecord) -> None:
 
 
 class _ObservedTransport:
-    """A Transport that tells the telemetry about each call (all else is the wrapped one's)."""
+    """A Transport that tells the telemetry about each call.
+
+    Only `call` and `close`, the `Transport` protocol: no `__getattr__` forwarding to the
+    wrapped transport, which would route every attribute read of this object through a Python
+    hook (the engine's driver reads `call` on each status check).
+    """
+
+    __slots__ = ("_inner", "_telemetry")
 
     def __init__(self, inner: Transport, telemetry: EngineTelemetry) -> None:
         self._inner = inner
@@ -649,29 +668,31 @@ class _ObservedTransport:
         timeout_s: float,
         metadata: Metadata = (),
     ) -> bytes:
-        call, metadata = self._telemetry.call_started(target, method, request, metadata)
-        started = time.perf_counter()
-        error: BaseException | None = None
-        try:
+        telemetry = self._telemetry
+        call, metadata = telemetry.call_started(target, method, request, metadata)
+        if call is None:
             return await self._inner.call(
                 target, method, request, timeout_s=timeout_s, metadata=metadata
             )
+        started = time.perf_counter()
+        try:
+            answer = await self._inner.call(
+                target, method, request, timeout_s=timeout_s, metadata=metadata
+            )
         except BaseException as err:
-            error = err
+            telemetry.call_finished(call, time.perf_counter() - started, err)
             raise
-        finally:
-            if call is not None:
-                self._telemetry.call_finished(call, time.perf_counter() - started, error)
+        telemetry.call_finished(call, time.perf_counter() - started, None)
+        return answer
 
     async def close(self) -> None:
         await self._inner.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
 
 class _TimedWrites:
     """Store writes, timed into the store-write histogram."""
+
+    __slots__ = ("_create", "_observe", "_record", "_store")
 
     def __init__(
         self,
