@@ -1,0 +1,124 @@
+"""Instructions per status check of the engine, telemetry off and on: a load-independent figure.
+
+    python -m bench.instructions            # needs valgrind (apt-get install valgrind)
+
+Section 6 of `make bench` measures CPU time per check, which on a machine shared with other
+work moves with the load by more than telemetry costs. This counts the instructions the
+engine's process executes per status check instead (valgrind's callgrind: user space, every
+thread), which no other process changes: the engine of section 6 (MemoryStore, 4*C RUNNING
+tasks, real gRPC to the bare plugin server in its own process) runs under callgrind for N1 and
+then N2 checks, and the difference divided by N2 - N1 leaves out start-up and submission. The
+sampler's trace ids are made reproducible (`random.seed`), so the 10% setting traces the same
+tasks every time.
+
+Instructions are not time: kernel work (system calls, the socket) is not counted, and
+allocation-heavy code (span objects) costs more time per instruction than the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ._common import PluginProcess
+
+CONCURRENCY = 64
+SETTINGS = ("off", "metrics", "sampled", "all")
+LABELS = {
+    "off": "telemetry off",
+    "metrics": "metrics only",
+    "sampled": "metrics + 10% of tasks traced",
+    "all": "metrics + every task traced",
+}
+
+
+def engine(target: str, setting: str, checks: int) -> None:
+    """Runs section 6's engine with `setting` until `checks` status checks are recorded."""
+    random.seed(7)  # the tracer's trace ids, hence which tasks the 10% sampler keeps
+    asyncio.run(_engine(target, setting, checks))
+
+
+async def _engine(target: str, setting: str, checks: int) -> None:
+    from asyncplugin.engine import CallKind, Engine, MemoryStore, PollingPolicy, TaskUpdate
+
+    from .observability import SETTINGS as FACTORIES
+    from .throughput import METHOD, PAYLOAD
+
+    policy = PollingPolicy(
+        initial_interval_s=1e-6,
+        min_interval_s=1e-6,
+        max_interval_s=1e-6,
+        jitter=0.0,
+        max_checks=None,
+        deadline_s=None,
+        check_timeout_s=600.0,  # valgrind runs the engine some 50 times slower
+    )
+    done = asyncio.Event()
+    count = 0
+
+    def on_change(update: TaskUpdate) -> None:
+        nonlocal count
+        count += sum(1 for check in update.checks if check.kind is CallKind.CHECK)
+        if count >= checks:
+            done.set()
+
+    telemetry, _scrape, _spans = FACTORIES[setting]()
+    async with Engine(
+        store=MemoryStore(),
+        policy=policy,
+        on_change=on_change,
+        max_concurrent_rpcs=CONCURRENCY,
+        max_concurrent_rpcs_per_target=CONCURRENCY,
+        telemetry=telemetry,
+    ) as running:
+        for _ in range(4 * CONCURRENCY):
+            await running.submit(target, method=METHOD, payload=PAYLOAD)
+        await done.wait()
+
+
+def _instructions(target: str, setting: str, checks: int) -> int:
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-c",
+        f"from bench.instructions import engine; engine({target!r}, {setting!r}, {checks})",
+    ]
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
+    for line in done.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(maxsplit=1)[-1])
+    raise RuntimeError(f"callgrind gave no count for {setting}:\n{done.stderr[-2000:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument("--checks", type=int, nargs=2, default=(500, 2500), metavar=("N1", "N2"))
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not installed (apt-get install valgrind)")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    first, second = args.checks
+    per_check: dict[str, float] = {}
+    with PluginProcess("bare") as bare:
+        for setting in SETTINGS:
+            low = _instructions(bare.target, setting, first)
+            high = _instructions(bare.target, setting, second)
+            per_check[setting] = (high - low) / (second - first)
+            print(f"{LABELS[setting]:32s} {per_check[setting]:>12,.0f} instructions per check")
+    off = per_check["off"]
+    for setting in SETTINGS[1:]:
+        print(f"off/on, {LABELS[setting]:32s} {off / per_check[setting]:.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
