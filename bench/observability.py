@@ -248,6 +248,9 @@ def _rows(
         counts = spans_[kind]
         return f"{counts['exported']:,.0f} spans exported, {counts['dropped']:,.0f} dropped"
 
+    def per_cpu_s(kind: str) -> float:
+        return median([1e6 / r["client_cpu_us"] for r in runs[kind]])
+
     settings = (
         ("sampled", f"metrics + {RATIO:.0%} of tasks traced", "ParentBased(TraceIdRatioBased"),
         ("all", "metrics + every task traced", "ALWAYS_ON"),
@@ -255,18 +258,21 @@ def _rows(
     )
     rows = []
     for kind, label, sampler in settings:
-        note = f"paired-ratio median {paired(kind, 'off', 'rate'):.2f}x"
+        # The figure, checks/s with telemetry on against off, as one core sustains it:
+        # the wall-clock rate of a window is the CPU share the engine got in it as much as its
+        # cost, and on a shared machine that share moves from window to window.
+        note = f"paired median {paired(kind, 'off', 'client_cpu_us'):.2f}x"
         if sampler:
             sampler_text = f"{sampler}({RATIO}))" if kind == "sampled" else sampler
             note += f"; {sampler_text}; {spans(kind)}"
         rows.append(
             Row(
                 "6",
-                f"engine+MemoryStore checks/s, {label}, {CONCURRENCY} in flight",
-                rate(kind),
+                f"engine+MemoryStore checks per CPU-second, {label}",
+                per_cpu_s(kind),
                 "/s",
                 "same, telemetry off",
-                rate("off"),
+                per_cpu_s("off"),
                 target=Target(">= 0.90x off", "ratio", ">=", 0.9) if sampler else None,
                 note=note,
             )
@@ -281,8 +287,20 @@ def _rows(
                 "same, telemetry off",
                 cpu("off"),
                 ratio_is_less=True,
-                note=f"off/on paired median {paired(kind, 'off', 'client_cpu_us'):.2f}x; "
-                f"load average {load['start']} at start, {load['end']} at end",
+                note=f"load average {load['start']} at start, {load['end']} at end",
+            )
+        )
+    for kind, label, _ in settings:
+        rows.append(
+            Row(
+                "6",
+                f"engine+MemoryStore checks/s (wall clock), {label}, {CONCURRENCY} in flight",
+                rate(kind),
+                "/s",
+                "same, telemetry off",
+                rate("off"),
+                note=f"paired median {paired(kind, 'off', 'rate'):.2f}x; moves with the CPU "
+                "share each window got",
             )
         )
     rows.append(
