@@ -14,10 +14,10 @@
   - metrics alone.
   The four engines run at once, one process each, and take turns (`observability_turns`): the
   settings are compared within seconds of each other, under the same load; 8 rounds of fresh
-  processes (1 with --quick), medians. The span queue is sized so no span is dropped for lack
-  of room (the default 2,048 can overflow when the export thread is starved on a loaded
-  machine, which would make tracing look cheaper than it is); the spans exported and dropped
-  are counted to show it.
+  processes (1 with --quick, N with `--reps N`), medians. The span queue is sized so no span is
+  dropped for lack of room (the default 2,048 can overflow when the export thread is starved
+  on a loaded machine, which would make tracing look cheaper than it is); the spans exported
+  and dropped are counted to show it.
 - SDK server: the raw client against the SDK `PluginServer`, without and with `PluginTelemetry`
   (the gRPC instrumentation's server spans, dropped the same way, and the server's metrics).
 - in isolation: the telemetry's own CPU per check (the engine's wrappers and change hook
@@ -36,7 +36,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._common import PluginProcess, Row, Target, in_child, log, median
+from ._common import Config, PluginProcess, Row, Target, in_child, log, median
 
 CONCURRENCY = 64
 RATIO = 0.1
@@ -149,12 +149,14 @@ def _load() -> str:
     return f"{one:.1f} {five:.1f} {fifteen:.1f}"
 
 
-def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
     """Runs the section; returns its rows and the raw runs."""
     from .observability_turns import Turns
     from .throughput import raw_client
 
-    rounds, window_s = (1, 0.5) if quick else (8, 2.0)
+    quick = config.quick
+    rounds = config.reps if config.reps is not None else 1 if quick else 8
+    window_s = 0.5 if quick else 2.0
     runs: dict[str, list[dict[str, float]]] = {
         kind: [] for kind in (*SETTINGS, "sdk_off", "sdk_on")
     }
@@ -172,8 +174,8 @@ def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
             for kind, counts in turns.spans.items():
                 for key, value in counts.items():
                     spans[kind][key] += value
-    reps = 1 if quick else 3
-    warmup_s, sdk_window_s = (0.3, 0.7) if quick else (0.7, 2.5)
+    reps = config.repetitions()
+    warmup_s, sdk_window_s = (0.2, 0.5) if quick else (0.7, 2.5)
     args = (CONCURRENCY, warmup_s, sdk_window_s)
     with PluginProcess("sdk") as sdk, PluginProcess("sdk-telemetry") as traced:
         for rep in range(reps):
@@ -181,7 +183,7 @@ def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
             runs["sdk_off"].append(in_child(raw_client, sdk.target, *args, sdk.pid, "asyncio"))
             runs["sdk_on"].append(in_child(raw_client, traced.target, *args, traced.pid, "asyncio"))
     log("observability: the telemetry's own work per check, in isolation")
-    steps, isolated_reps = (2_000, 3) if quick else (20_000, 9)
+    steps, isolated_reps = (2_000, 2) if quick else (20_000, 9)
     alone = in_child(isolated, steps, isolated_reps)
     floor = in_child(span_floor, steps, isolated_reps)
     load["end"] = _load()

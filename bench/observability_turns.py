@@ -32,6 +32,9 @@ function giving the spans exported and dropped (called at the end, after a flush
 SETTLE_S = 0.3
 """After a stopped engine resumes, it first handles what arrived meanwhile; not measured."""
 
+WARMUP_CHECKS_PER_TASK = 3
+"""Status checks per task (on average) an engine makes before its first turn."""
+
 
 def worker(
     target: str,
@@ -65,10 +68,13 @@ async def _worker(
         check_timeout_s=600.0,  # a call in flight while the process is stopped must not expire
     )
     checks = 0
+    warm = asyncio.Event()
 
     def on_change(update: TaskUpdate) -> None:
         nonlocal checks
         checks += sum(1 for check in update.checks if check.kind is CallKind.CHECK)
+        if checks >= WARMUP_CHECKS_PER_TASK * 4 * concurrency:
+            warm.set()
 
     engine_telemetry, scrape, spans = telemetry()
     loop = asyncio.get_running_loop()
@@ -92,6 +98,7 @@ async def _worker(
     async with engine:
         for _ in range(4 * concurrency):
             await engine.submit(target, method=METHOD, payload=PAYLOAD)
+        await warm.wait()  # every task initiated and polling: no window measures start-up
         loop.add_reader(conn.fileno(), command)
         conn.send("ready")
         while not stop.is_set():
