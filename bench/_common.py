@@ -161,6 +161,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:,.0f} us"
     if unit == "n":
         return f"{value:.1f}"
+    if unit == "x":
+        return f"{value:.2f}x"
     return f"{value:g} {unit}".strip()
 
 
