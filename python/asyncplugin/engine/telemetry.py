@@ -21,6 +21,12 @@ With it, each piece comes from one place:
   counts calls, transport retries, submissions and ends.
 - **gauges** (tasks by state, calls in flight, each target's bulkhead) are read at scrape time.
 
+Everything here runs on every status check, so it is kept cheap (docs/observability.md, "What
+it costs"): counters and histograms are plain numbers turned into metric families at scrape
+time (`asyncplugin.observability.counting`); a task not sampled at submit gets no span per call
+when the sampler would drop it anyway (`_follows_parent`); a task's parent context is parsed
+once and handed from its step to its call.
+
 Why not opentelemetry-instrumentation-grpc's client interceptor: its span is a child of the
 *current* context and ends when the RPC returns. The engine's call span must be a child of the
 task's recorded trace (the submitter's context is long gone when check 7 fires hours later,
