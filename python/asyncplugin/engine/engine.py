@@ -789,16 +789,23 @@ class Engine:
                     if current is not None:
                         await self._driver.fail_internal(current, err)
 
-    async def _commit(self, record: TaskRecord | None, *checks: CheckRecord) -> None:
+    async def _commit(
+        self, record: TaskRecord | None, *checks: CheckRecord, revised: bool = False
+    ) -> None:
         """Records atomically (the change gets the task's next revision, and so do its history
-        entries), then updates the cache and tells listeners."""
+        entries), then updates the cache and tells listeners. `revised`: the record already
+        carries that next revision (see `steps.Commit`)."""
         try:
             if record is None:
                 if not checks:
                     return
                 record = await self.get(checks[0].task_id)
-            revision = record.revision + 1
-            record = replace_task(record, revision=revision)
+                revised = False
+            if revised:
+                revision = record.revision
+            else:
+                revision = record.revision + 1
+                record = replace_task(record, revision=revision)
             checks = tuple(
                 check
                 if check.revision == revision

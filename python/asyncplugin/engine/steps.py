@@ -53,8 +53,14 @@ _log = logging.getLogger(__name__)
 class Commit(Protocol):
     """`commit(record_or_None, *checks)`: store atomically, update the cache, notify listeners."""
 
-    def __call__(self, record: TaskRecord | None, /, *checks: CheckRecord) -> Awaitable[None]:
-        """Records the task's new record (None: history entries only) and its entries."""
+    def __call__(
+        self, record: TaskRecord | None, /, *checks: CheckRecord, revised: bool = False
+    ) -> Awaitable[None]:
+        """Records the task's new record (None: history entries only) and its entries.
+
+        With `revised`, the record already carries its next revision (the stored one + 1), so
+        it is not copied again to set it.
+        """
         ...
 
 
@@ -194,6 +200,7 @@ class Driver:
             start_time=start_time,
             update_time=finished,
             next_check_time=due,
+            revision=revision,
         )
         entry = history_entry(
             record,
@@ -208,7 +215,7 @@ class Driver:
             next_check_time=due,
             revision=revision,
         )
-        await self._commit(running, entry)
+        await self._commit(running, entry, revised=True)
         self._schedule(record.task_id, due)
 
     async def give_up(
