@@ -23,6 +23,7 @@ range rather than clamped afterwards, so tasks sitting at the cap do not pile up
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import asdict, dataclass
@@ -218,20 +219,27 @@ def backoff_delay(
     """
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt}")
-    exponent = attempt - 1
-    try:
-        raw = float(initial_s) * float(multiplier) ** exponent
-    except OverflowError:
-        raw = math.inf
+    raw, formula = _base(initial_s, multiplier, attempt - 1, max_s)
     base = min(raw, max_s)
     low = max(min_s, base * (1 - jitter))
     high = min(max_s, base * (1 + jitter))
     delay = low + rng.random() * (high - low)
+    change = (delay / base - 1) * 100 if base else 0.0
+    return delay, f"backoff {formula} jitter {change:+.0f}% -> {_num(delay)}s"
+
+
+@functools.lru_cache(maxsize=1024)
+def _base(initial_s: float, multiplier: float, exponent: int, max_s: float) -> tuple[float, str]:
+    """The un-jittered delay and the reason's formula ("1*1.6^2=2.56s capped at ..."): the
+    same few values for every task of a policy, so computed once each, not on every check."""
+    try:
+        raw = float(initial_s) * float(multiplier) ** exponent
+    except OverflowError:
+        raw = math.inf
     formula = f"{_num(initial_s)}*{_num(multiplier)}^{exponent}={_num(raw)}s"
     if raw > max_s:
         formula += f" capped at {_num(max_s)}s"
-    change = (delay / base - 1) * 100 if base else 0.0
-    return delay, f"backoff {formula} jitter {change:+.0f}% -> {_num(delay)}s"
+    return raw, formula
 
 
 def next_interval(
