@@ -11,6 +11,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+from asyncplugin.protocol import Response
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 executor_var: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
@@ -67,9 +69,13 @@ async def call_handler(fn: Callable[..., Any], *args: Any) -> Any:
         context = contextvars.copy_context()
         call = functools.partial(context.run, fn, *args)
         result = await loop.run_in_executor(executor_var.get(), call)
-    while type(result) is _Coroutine or inspect.isawaitable(result):
+    while type(result) is _Coroutine or (
+        type(result) not in _NEVER_AWAITABLE and inspect.isawaitable(result)
+    ):
         result = await result
     return result
 
 
 _Coroutine = types.CoroutineType
+_NEVER_AWAITABLE: frozenset[type] = frozenset({Response, dict, type(None)})
+"""What handlers usually return, which `inspect.isawaitable` (an ABC check) need not look at."""

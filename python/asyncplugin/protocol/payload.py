@@ -101,7 +101,7 @@ def decode_payload(data: bytes, kind: PayloadType) -> Any:
         PayloadValidationError: (pydantic models) the JSON does not validate; names the field.
         ValueError: the bytes are not a valid encoding of `kind`, naming the type.
     """
-    model = is_pydantic_model(kind)
+    model = kind is not dict and is_pydantic_model(kind)
     target: type[pb_message.Message] = struct_pb2.Struct if kind is dict or model else kind
     message = target()
     try:

@@ -32,6 +32,13 @@ def dict_to_struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
     return struct
 
 
+def fill_struct(struct: struct_pb2.Struct, value: Mapping[str, Any]) -> None:
+    """Writes a JSON-like mapping into `struct` in place (a message field: no copy is made),
+    marking it set even when the mapping is empty. Raises as `dict_to_struct` does."""
+    struct.SetInParent()
+    _fill_struct(struct, value, "$", 1)
+
+
 def _fill_struct(
     struct: struct_pb2.Struct, value: Mapping[str, Any], path: str, depth: int
 ) -> None:
@@ -77,22 +84,24 @@ def _too_deep(path: str) -> ValueError:
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     """Reads a Struct into a plain dict (whole numbers within +-2**53 become ints)."""
-    return {key: _read_value(value) for key, value in struct.fields.items()}
+    fields = struct.fields
+    # Keys, then lookups: both in C. `fields.items()` is a Python-level ItemsView, twice as slow.
+    return {key: _read_value(fields[key]) for key in fields}
 
 
 def _read_value(value: struct_pb2.Value) -> Any:
     kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
-    if kind == "list_value":
-        return [_read_value(item) for item in value.list_value.values]
+    if kind == "string_value":
+        return value.string_value
     if kind == "number_value":
         number = value.number_value
         if number.is_integer() and -_SAFE_INT <= number <= _SAFE_INT:
             return int(number)
         return number
-    if kind == "string_value":
-        return value.string_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_read_value(item) for item in value.list_value.values]
     if kind == "bool_value":
         return value.bool_value
     return None
