@@ -140,3 +140,69 @@ async def test_the_dispatcher_decodes_no_status_a_handler_does_not_read(
     assert dict(answer.status.remote_status_input) == {"job": "j-42", "n": 3}
     assert decodes == []
     assert plugin.seen[0].status == Task.from_proto(_wire_task())
+
+
+def test_a_wire_context_is_decoded_once_on_first_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    wire = plugin_pb2.RequestContext(task_id="t-1", idempotency_key="k", check_number=3)
+    wire.deadline.seconds = 1_700_000_000
+    calls: list[int] = []
+    original = RequestContext.from_proto
+
+    def counted(message: plugin_pb2.RequestContext) -> RequestContext:
+        calls.append(1)
+        return original(message)
+
+    monkeypatch.setattr(RequestContext, "from_proto", counted)
+    request = request_from_wire(
+        data={"x": 1},
+        context=wire,
+        status=_wire_task(),
+        is_status_check=True,
+        cancel_requested=False,
+    )
+    assert request.remote_status_input == {"job": "j-42", "n": 3}
+    assert calls == []
+    context = request.context
+    assert calls == [1]
+    assert context == original(wire)
+    assert context.deadline is not None
+    assert request.context is context
+    assert calls == [1]
+    plain = Request(
+        data={"x": 1},
+        context=original(wire),
+        status=Task.from_proto(_wire_task()),
+        is_status_check=True,
+    )
+    assert request == plain
+    assert repr(request) == repr(plain)
+    assert pickle.loads(pickle.dumps(request)) == plain
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.context = CONTEXT  # type: ignore[misc]
+
+
+class _RunOnInstance(_Echo):
+    """A plugin whose `run` is replaced on the instance: the dispatcher must call it."""
+
+
+async def test_a_run_set_on_the_instance_gets_every_call() -> None:
+    plugin = _RunOnInstance()
+    calls: list[Request[Any]] = []
+
+    async def run(request: Request[Any]) -> Response[Any]:
+        calls.append(request)
+        return Response(status=Task(state=TaskState.RUNNING, remote_status_input={"by": "run"}))
+
+    plugin.run = run  # type: ignore[method-assign]
+    dispatcher = PluginDispatcher(plugin, max_message_bytes=1 << 20)
+    request = plugin_pb2.InvokeRequest(
+        is_status_check=True,
+        status=_wire_task(),
+        context=plugin_pb2.RequestContext(task_id="t-1", check_number=3),
+    )
+    answer = plugin_pb2.InvokeResponse.FromString(
+        await dispatcher.handle(request.SerializeToString(), None)  # type: ignore[arg-type]
+    )
+    assert dict(answer.status.remote_status_input) == {"by": "run"}
+    assert len(calls) == 1
+    assert plugin.seen == []

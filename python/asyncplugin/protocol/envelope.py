@@ -102,27 +102,32 @@ class Request(Generic[InT]):
 
 _STATUS_SLOT: Any = Request.__dict__["status"]
 """The slot behind `Request.status`, read and written directly by `_WireStatusRequest`."""
+_CONTEXT_SLOT: Any = Request.__dict__["context"]
+"""The slot behind `Request.context`, likewise."""
 _UNDECODED: Final = object()
 
 
 class _WireStatusRequest(Request[Any]):
-    """A Request whose `status` is decoded from its (validated) wire Task on first read.
+    """A Request whose `status` and `context` are decoded from their (validated) wire messages
+    on first read.
 
     What the SDK hands a handler: a status check whose handler reads only
     `request.remote_status_input` (or nothing) never pays for decoding the whole Task (its
-    timestamps, its counters, the dataclass). It behaves as a plain Request: equal to one with
-    the same fields, its repr, `dataclasses.replace`, and copies and pickles (a plain Request).
+    timestamps, its counters, the dataclass), nor the context if it does not read it. It behaves
+    as a plain Request: equal to one with the same fields, its repr, `dataclasses.replace`, and
+    copies and pickles (a plain Request).
     """
 
-    __slots__ = ("_remote_status_input", "_wire_status")
+    __slots__ = ("_remote_status_input", "_wire_context", "_wire_status")
     _remote_status_input: dict[str, Any] | None
+    _wire_context: plugin_pb2.RequestContext | None
     _wire_status: task_pb2.Task | None
 
     def __init__(
         self,
         *,
         data: Any,
-        context: RequestContext,
+        context: RequestContext | plugin_pb2.RequestContext,
         status: Task | None = None,
         is_status_check: bool = False,
         cancel_requested: bool = False,
@@ -130,12 +135,26 @@ class _WireStatusRequest(Request[Any]):
     ) -> None:
         set_field = object.__setattr__  # the dataclass is frozen
         set_field(self, "data", data)
-        set_field(self, "context", context)
+        if isinstance(context, RequestContext):
+            set_field(self, "_wire_context", None)
+            _CONTEXT_SLOT.__set__(self, context)
+        else:
+            set_field(self, "_wire_context", context)
+            _CONTEXT_SLOT.__set__(self, _UNDECODED)
         set_field(self, "is_status_check", is_status_check)
         set_field(self, "cancel_requested", cancel_requested)
         set_field(self, "_wire_status", wire_status)
         set_field(self, "_remote_status_input", None)
         _STATUS_SLOT.__set__(self, _UNDECODED if wire_status is not None else status)
+
+    @property
+    def context(self) -> RequestContext:
+        value = _CONTEXT_SLOT.__get__(self, Request)
+        if value is _UNDECODED:
+            assert self._wire_context is not None
+            value = RequestContext.from_proto(self._wire_context)
+            _CONTEXT_SLOT.__set__(self, value)
+        return value  # type: ignore[no-any-return]
 
     @property
     def status(self) -> Task | None:
@@ -198,12 +217,13 @@ def _plain_request(
 def request_from_wire(
     *,
     data: Any,
-    context: RequestContext,
+    context: RequestContext | plugin_pb2.RequestContext,
     status: task_pb2.Task | None,
     is_status_check: bool,
     cancel_requested: bool,
 ) -> Request[Any]:
-    """The Request for a decoded, validated envelope; its `status` is decoded on first read."""
+    """The Request for a decoded, validated envelope; its `status`, and its `context` if given
+    as the wire message, are decoded on first read."""
     return _WireStatusRequest(
         data=data,
         context=context,
