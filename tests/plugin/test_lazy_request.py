@@ -11,7 +11,15 @@ import pytest
 
 from asyncplugin.plugin import AsyncPlugin
 from asyncplugin.plugin.dispatch import PluginDispatcher
-from asyncplugin.protocol import Request, RequestContext, Response, Task, TaskState
+from asyncplugin.protocol import (
+    Request,
+    RequestContext,
+    Response,
+    Task,
+    TaskState,
+    decode_payload,
+    encode_payload,
+)
 from asyncplugin.protocol import task as task_module
 from asyncplugin.protocol.envelope import request_from_wire
 from asyncplugin.v1 import plugin_pb2, task_pb2
@@ -206,3 +214,62 @@ async def test_a_run_set_on_the_instance_gets_every_call() -> None:
     assert dict(answer.status.remote_status_input) == {"by": "run"}
     assert len(calls) == 1
     assert plugin.seen == []
+
+
+def test_a_wire_struct_payload_is_read_as_a_dict_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from google.protobuf import struct_pb2
+
+    from asyncplugin.protocol import envelope as envelope_module
+
+    converted: list[int] = []
+    original = envelope_module.struct_to_dict  # type: ignore[attr-defined]
+
+    def counted(struct: struct_pb2.Struct) -> dict[str, Any]:
+        converted.append(len(struct.fields))
+        return original(struct)
+
+    monkeypatch.setattr(envelope_module, "struct_to_dict", counted)
+    wire = struct_pb2.Struct()
+    wire.update({"x": 1, "y": "two"})
+    request = request_from_wire(
+        data=None,
+        wire_data=wire,
+        context=CONTEXT,
+        status=None,
+        is_status_check=False,
+        cancel_requested=False,
+    )
+    assert request.status is None
+    assert converted == []
+    data = request.data
+    assert data == {"x": 1, "y": "two"}
+    assert request.data is data
+    assert converted == [2]
+    plain = Request(data={"x": 1, "y": "two"}, context=CONTEXT)
+    assert request == plain
+    # A Struct's map has no order: the repr matches a plain Request holding the same dict.
+    assert repr(request) == repr(Request(data=data, context=CONTEXT))
+    assert pickle.loads(pickle.dumps(request)) == plain
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.data = {}  # type: ignore[misc]
+
+
+async def test_the_dispatcher_hands_a_dict_plugin_its_payload() -> None:
+    plugin = _Echo()
+    seen: list[Any] = []
+
+    async def initiate_work(request: Request[dict[str, Any]]) -> dict[str, Any]:
+        seen.append(request.data)
+        return {"got": request.data["n"]}
+
+    plugin.initiate_work = initiate_work  # type: ignore[method-assign]
+    dispatcher = PluginDispatcher(plugin, max_message_bytes=1 << 20)
+    request = plugin_pb2.InvokeRequest(
+        data=encode_payload({"n": 7, "nested": {"a": [1, "b"]}}),
+        context=plugin_pb2.RequestContext(task_id="t-1"),
+    )
+    answer = plugin_pb2.InvokeResponse.FromString(
+        await dispatcher.handle(request.SerializeToString(), None)  # type: ignore[arg-type]
+    )
+    assert decode_payload(answer.data, dict) == {"got": 7}
+    assert seen == [{"n": 7, "nested": {"a": [1, "b"]}}]

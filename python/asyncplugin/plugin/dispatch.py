@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import message as pb_message
+from google.protobuf import struct_pb2
 from grpc_status import rpc_status
 
 from asyncplugin.protocol import (
@@ -29,7 +30,7 @@ from asyncplugin.protocol import (
 )
 from asyncplugin.protocol.envelope import request_from_wire
 from asyncplugin.protocol.methods import split_method
-from asyncplugin.protocol.payload import PayloadValidationError
+from asyncplugin.protocol.payload import PayloadValidationError, parse_payload
 from asyncplugin.protocol.text import truncate
 from asyncplugin.v1 import error_pb2, plugin_pb2
 
@@ -122,8 +123,13 @@ class PluginDispatcher:
         if violations:
             raise violations[0]
         input_type = self._plugin.input_type
+        payload: Any = None
+        wire_data: struct_pb2.Struct | None = None
         try:
-            payload = decode_payload(envelope.data, input_type)
+            if input_type is dict:  # parsed (so checked) now, read as a dict on first use
+                wire_data = parse_payload(envelope.data, dict, model=False)  # type: ignore[assignment]
+            else:
+                payload = decode_payload(envelope.data, input_type)
         except PayloadValidationError:
             raise
         except ValueError as err:
@@ -133,9 +139,10 @@ class PluginDispatcher:
                 f"that type): {err}",
                 field="data",
             ) from err
-        # The status and context are decoded when first read (validated above).
+        # The status, context and a dict payload are decoded when first read (validated above).
         return request_from_wire(
             data=payload,
+            wire_data=wire_data,
             context=envelope.context,
             status=envelope.status if envelope.HasField("status") else None,
             is_status_check=envelope.is_status_check,

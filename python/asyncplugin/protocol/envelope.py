@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Generic, TypeVar
 
+from google.protobuf import struct_pb2
+
 from asyncplugin.v1 import plugin_pb2, task_pb2
 
 from .structs import struct_to_dict
@@ -104,6 +106,8 @@ _STATUS_SLOT: Any = Request.__dict__["status"]
 """The slot behind `Request.status`, read and written directly by `_WireStatusRequest`."""
 _CONTEXT_SLOT: Any = Request.__dict__["context"]
 """The slot behind `Request.context`, likewise."""
+_DATA_SLOT: Any = Request.__dict__["data"]
+"""The slot behind `Request.data`, likewise."""
 _UNDECODED: Final = object()
 
 
@@ -118,9 +122,10 @@ class _WireStatusRequest(Request[Any]):
     copies and pickles (a plain Request).
     """
 
-    __slots__ = ("_remote_status_input", "_wire_context", "_wire_status")
+    __slots__ = ("_remote_status_input", "_wire_context", "_wire_data", "_wire_status")
     _remote_status_input: dict[str, Any] | None
     _wire_context: plugin_pb2.RequestContext | None
+    _wire_data: struct_pb2.Struct | None
     _wire_status: task_pb2.Task | None
 
     def __init__(
@@ -132,9 +137,11 @@ class _WireStatusRequest(Request[Any]):
         is_status_check: bool = False,
         cancel_requested: bool = False,
         wire_status: task_pb2.Task | None = None,
+        wire_data: struct_pb2.Struct | None = None,
     ) -> None:
         set_field = object.__setattr__  # the dataclass is frozen
-        set_field(self, "data", data)
+        set_field(self, "_wire_data", wire_data)
+        _DATA_SLOT.__set__(self, _UNDECODED if wire_data is not None else data)
         if isinstance(context, RequestContext):
             set_field(self, "_wire_context", None)
             _CONTEXT_SLOT.__set__(self, context)
@@ -146,6 +153,15 @@ class _WireStatusRequest(Request[Any]):
         set_field(self, "_wire_status", wire_status)
         set_field(self, "_remote_status_input", None)
         _STATUS_SLOT.__set__(self, _UNDECODED if wire_status is not None else status)
+
+    @property
+    def data(self) -> Any:
+        value = _DATA_SLOT.__get__(self, Request)
+        if value is _UNDECODED:
+            assert self._wire_data is not None
+            value = struct_to_dict(self._wire_data)
+            _DATA_SLOT.__set__(self, value)
+        return value
 
     @property
     def context(self) -> RequestContext:
@@ -221,11 +237,14 @@ def request_from_wire(
     status: task_pb2.Task | None,
     is_status_check: bool,
     cancel_requested: bool,
+    wire_data: struct_pb2.Struct | None = None,
 ) -> Request[Any]:
-    """The Request for a decoded, validated envelope; its `status`, and its `context` if given
-    as the wire message, are decoded on first read."""
+    """The Request for a decoded, validated envelope; its `status`, its `context` if given as
+    the wire message, and its `data` if given as a parsed Struct (`wire_data`, read as a dict;
+    `data` is then ignored) are decoded on first read."""
     return _WireStatusRequest(
         data=data,
+        wire_data=wire_data,
         context=context,
         wire_status=status,
         is_status_check=is_status_check,

@@ -102,16 +102,32 @@ def decode_payload(data: bytes, kind: PayloadType) -> Any:
         ValueError: the bytes are not a valid encoding of `kind`, naming the type.
     """
     model = kind is not dict and is_pydantic_model(kind)
+    message = parse_payload(data, kind, model=model)
+    if kind is dict:
+        return struct_to_dict(message)  # type: ignore[arg-type]
+    if model:
+        return _validate(kind, struct_to_dict(message))  # type: ignore[arg-type]
+    return message
+
+
+def parse_payload(
+    data: bytes, kind: PayloadType, *, model: bool | None = None
+) -> pb_message.Message:
+    """Parses payload bytes into the wire message `kind` travels as (a Struct for `dict` and
+    pydantic models), without converting it further; `model` says if `kind` is a pydantic
+    model (None: find out).
+
+    Raises:
+        ValueError: the bytes are not a valid encoding of that message, naming its type.
+    """
+    if model is None:
+        model = kind is not dict and is_pydantic_model(kind)
     target: type[pb_message.Message] = struct_pb2.Struct if kind is dict or model else kind
     message = target()
     try:
         message.ParseFromString(data)
     except (pb_message.DecodeError, RecursionError) as err:
         raise ValueError(f"payload is not a valid {target.DESCRIPTOR.full_name}: {err}") from err
-    if kind is dict:
-        return struct_to_dict(message)  # type: ignore[arg-type]
-    if model:
-        return _validate(kind, struct_to_dict(message))  # type: ignore[arg-type]
     return message
 
 
