@@ -37,6 +37,14 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _write_json(
+    path: Path, header: dict[str, str], rows: list[Any], results: dict[str, Any]
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"header": header, "rows": [row.as_dict() for row in rows], "results": results}
+    path.write_text(json.dumps(payload, indent=1, default=str) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run (under a minute)")
@@ -111,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         section_rows, data = runners[name](config)
         rows += section_rows
         results[name] = data
+        # Each section's rows as soon as it ends (the full table comes at the end), and the JSON
+        # so far: a later section that fails leaves what was measured before it.
+        _common.log(f"{name} done:\n" + _common.render_table(section_rows))
+        if args.json:
+            _write_json(args.json, header, rows, results)
     elapsed = time.perf_counter() - started
     with open("/proc/loadavg", encoding="ascii") as loadavg:
         header["load average at end"] = " ".join(loadavg.read().split()[:3])
@@ -132,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     met = [row.met for row in rows if row.met is not None]
     print(f"\ntargets met: {sum(met)} of {len(met)}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"header": header, "rows": [row.as_dict() for row in rows], "results": results}
-        args.json.write_text(json.dumps(payload, indent=1, default=str) + "\n", encoding="utf-8")
+        _write_json(args.json, header, rows, results)
     if args.plots:
         from . import plots
 
