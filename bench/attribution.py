@@ -8,8 +8,8 @@ raw grpc.aio loop on the same schedule, every run in a fresh process, repetition
   threads), from `time.thread_time()` against the process total;
 - wake-ups: how many times the event loop's `select` returned, per call;
 - A/B experiments that patch one mechanism in the measured process only (nothing under
-  `python/` changes): `wakeup` replaces the scheduler's sleep (two tasks and `asyncio.wait` per
-  sleep, cancelled on every `schedule`) by one `loop.call_at` that sets its wake-up event;
+  `python/` changes): `wakeup` replaces the scheduler's sleep (one timer through the injected clock)
+  by a bare `loop.call_at` that sets its wake-up event;
   `no-history` gives the MemoryStore no check history (the record only); `no-lock` skips the
   engine's per-task `asyncio.Lock` (a benchmark task has one call in flight anyway); `uvloop`
   runs the engine as it ships on uvloop's event loop;
