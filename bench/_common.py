@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import multiprocessing as mp
 import multiprocessing.connection
@@ -33,6 +34,7 @@ __all__ = [
     "percentile",
     "rss_bytes",
     "run_loop",
+    "saturating_policy",
 ]
 
 SPAWN = mp.get_context("spawn")
@@ -389,3 +391,23 @@ class PluginProcess:
 def log(message: str) -> None:
     """Progress on stderr, so stdout carries only the table."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def saturating_policy(check_timeout_s: float | None = None) -> Any:
+    """A `PollingPolicy` that makes every RUNNING task due again at once (1 us intervals, no
+    jitter, no check or time limit): with 4*C such tasks and C calls in flight a due task always
+    waits for a slot, so the engine runs at saturation. `check_timeout_s` replaces the default
+    per-check timeout (for an engine that is slowed down or stopped on purpose)."""
+    from asyncplugin.engine import PollingPolicy
+
+    policy = PollingPolicy(
+        initial_interval_s=1e-6,
+        min_interval_s=1e-6,
+        max_interval_s=1e-6,
+        jitter=0.0,
+        max_checks=None,
+        deadline_s=None,
+    )
+    if check_timeout_s is not None:
+        policy = dataclasses.replace(policy, check_timeout_s=check_timeout_s)
+    return policy

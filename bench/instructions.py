@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ._common import PluginProcess
+from ._common import PluginProcess, saturating_policy
 
 CONCURRENCY = 64
 SETTINGS = ("off", "metrics", "sampled", "all")
@@ -45,20 +45,13 @@ def engine(target: str, setting: str, checks: int) -> None:
 
 
 async def _engine(target: str, setting: str, checks: int) -> None:
-    from asyncplugin.engine import CallKind, Engine, MemoryStore, PollingPolicy, TaskUpdate
+    from asyncplugin.engine import CallKind, Engine, MemoryStore, TaskUpdate
 
     from .observability import SETTINGS as FACTORIES
     from .throughput import METHOD, PAYLOAD
 
-    policy = PollingPolicy(
-        initial_interval_s=1e-6,
-        min_interval_s=1e-6,
-        max_interval_s=1e-6,
-        jitter=0.0,
-        max_checks=None,
-        deadline_s=None,
-        check_timeout_s=600.0,  # valgrind runs the engine some 50 times slower
-    )
+    # valgrind runs the engine some 50 times slower
+    policy = saturating_policy(check_timeout_s=600.0)
     done = asyncio.Event()
     count = 0
 

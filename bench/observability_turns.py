@@ -19,11 +19,11 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ._common import SPAWN
+from ._common import SPAWN, saturating_policy
 
 Setting = Callable[[], tuple[Any, Callable[[], object] | None, Callable[[], dict[str, float]]]]
 """Makes an engine's telemetry (None: off), its scrape (None: nothing to scrape), and a
@@ -54,19 +54,12 @@ async def _worker(
     telemetry: Setting,
     conn: Connection,
 ) -> None:
-    from asyncplugin.engine import CallKind, Engine, MemoryStore, PollingPolicy, TaskUpdate
+    from asyncplugin.engine import CallKind, Engine, MemoryStore, TaskUpdate
 
     from .throughput import METHOD, PAYLOAD
 
-    policy = PollingPolicy(
-        initial_interval_s=1e-6,
-        min_interval_s=1e-6,
-        max_interval_s=1e-6,
-        jitter=0.0,
-        max_checks=None,
-        deadline_s=None,
-        check_timeout_s=600.0,  # a call in flight while the process is stopped must not expire
-    )
+    # a call in flight while the process is stopped must not expire
+    policy = saturating_policy(check_timeout_s=600.0)
     checks = 0
     warm = asyncio.Event()
 
@@ -119,7 +112,7 @@ class Turns:
         self,
         target: str,
         concurrency: int,
-        settings: dict[str, Setting],
+        settings: Mapping[str, Setting],
     ) -> None:
         self._children: dict[str, tuple[Any, Connection]] = {}
         self.spans: dict[str, dict[str, float]] = {}

@@ -25,7 +25,16 @@ import concurrent.futures
 import time
 from typing import Any
 
-from ._common import Config, PluginProcess, Row, in_child, log, median, run_loop
+from ._common import (
+    Config,
+    PluginProcess,
+    Row,
+    in_child,
+    log,
+    median,
+    run_loop,
+    saturating_policy,
+)
 from .throughput import METHOD, PAYLOAD, engine_client
 
 CONCURRENCY = 64
@@ -37,18 +46,11 @@ def pg_worker(url: str, target: str, start_at: float, window_s: float) -> dict[s
 
 
 async def _pg_worker(url: str, target: str, start_at: float, window_s: float) -> dict[str, float]:
-    from asyncplugin.engine import CallKind, Engine, PollingPolicy, TaskUpdate
+    from asyncplugin.engine import CallKind, Engine, TaskUpdate
     from asyncplugin.engine.store import LeaseTerms
     from asyncplugin.engine.store.postgres import PostgresStore
 
-    policy = PollingPolicy(
-        initial_interval_s=1e-6,
-        min_interval_s=1e-6,
-        max_interval_s=1e-6,
-        jitter=0.0,
-        max_checks=None,
-        deadline_s=None,
-    )
+    policy = saturating_policy()
     counting = False
     checks = 0
 

@@ -41,6 +41,7 @@ from ._common import (
     process_cpu_s,
     rotated,
     run_loop,
+    saturating_policy,
 )
 
 METHOD = "/asyncplugin.v1.PluginService/Invoke"
@@ -181,20 +182,12 @@ async def _engine(
         CallKind,
         Engine,
         MemoryStore,
-        PollingPolicy,
         SqliteStore,
         TaskStore,
         TaskUpdate,
     )
 
-    policy = PollingPolicy(
-        initial_interval_s=1e-6,
-        min_interval_s=1e-6,
-        max_interval_s=1e-6,
-        jitter=0.0,
-        max_checks=None,
-        deadline_s=None,
-    )
+    policy = saturating_policy()
     window = _Window(pid)
 
     def on_change(update: TaskUpdate) -> None:
