@@ -12,7 +12,12 @@ from urllib.parse import unquote
 import pytest
 
 from asyncplugin.protocol import TaskState
-from asyncplugin.service.console import ConsoleConfigError, ConsoleSecurity, start_console
+from asyncplugin.service.console import (
+    ConsoleConfigError,
+    ConsoleSecurity,
+    LoginThrottle,
+    start_console,
+)
 from asyncplugin.service.console.security import SESSION_COOKIE, Sessions, check_bind
 from tests.console.conftest import StartConsole, csrf_of, manual_clock, reach
 from tests.engine.conftest import MakeEngine, Serve
@@ -202,3 +207,122 @@ async def test_without_tokens_pages_open_on_loopback_and_cookie_is_strict(
     assert status == 303  # no login without tokens
     assert "Log out" not in page
     assert re.search(r'<script src="/static/console\.js\?v=[0-9a-f]+" defer>', page)
+
+
+def test_a_revoked_session_no_longer_verifies_until_its_cookie_would_have_expired() -> None:
+    now = [1000.0]
+    sessions = Sessions(ttl_s=60.0, now=lambda: now[0])
+    cookie, session = sessions.new()
+    other_cookie, other = sessions.new()
+    sessions.revoke(session)
+    assert sessions.verify(cookie) is None  # a copy kept from before the logout
+    assert sessions.verify(other_cookie) == other  # only that session ended
+    assert sessions.revoked_count == 1
+    now[0] += 61  # both cookies expired: the revoked id is forgotten at the next revoke
+    sessions.revoke(other)
+    assert sessions.revoked_count == 0
+    assert sessions.verify(cookie) is None
+
+
+def test_too_many_live_revocations_replace_the_key_and_end_every_session() -> None:
+    now = [1000.0]
+    sessions = Sessions(ttl_s=60.0, now=lambda: now[0], max_revoked=2)
+    made = [sessions.new() for _ in range(4)]
+    sessions.revoke(made[0][1])
+    sessions.revoke(made[1][1])
+    assert sessions.verify(made[3][0]) == made[3][1]
+    sessions.revoke(made[2][1])  # a third live revocation: the memory bound is reached
+    assert sessions.revoked_count == 0
+    assert all(sessions.verify(cookie) is None for cookie, _ in made)
+    fresh_cookie, fresh = sessions.new()
+    assert sessions.verify(fresh_cookie) == fresh
+    with pytest.raises(ValueError, match="max_revoked must be >= 1, got 0"):
+        Sessions(ttl_s=60.0, max_revoked=0)
+
+
+def test_login_throttle_refuses_an_address_for_the_rest_of_its_window() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(max_failures=3, window_s=60.0, now=lambda: now[0])
+    for second in (0.0, 10.0, 20.0):
+        now[0] = second
+        assert throttle.retry_after_s("198.51.100.7") == 0.0
+        throttle.failed("198.51.100.7")
+    assert throttle.retry_after_s("198.51.100.7") == pytest.approx(40.0)  # 0 + 60 - 20
+    assert throttle.retry_after_s("198.51.100.8") == 0.0  # other addresses are not held
+    now[0] = 60.0  # the first failure left the window: one more try
+    assert throttle.retry_after_s("198.51.100.7") == 0.0
+    throttle.failed("198.51.100.7")
+    assert throttle.retry_after_s("198.51.100.7") == pytest.approx(10.0)  # 10 + 60 - 60
+    throttle.succeeded("198.51.100.7")
+    assert throttle.retry_after_s("198.51.100.7") == 0.0
+    now[0] = 500.0
+    throttle.failed("198.51.100.9")
+    now[0] = 600.0
+    assert throttle.retry_after_s("198.51.100.9") == 0.0
+    assert throttle.addresses == 0  # an address whose failures all aged out is forgotten
+
+
+def test_login_throttle_remembers_a_bounded_number_of_addresses() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(max_failures=1, max_addresses=2, now=lambda: now[0])
+    throttle.failed("a")
+    throttle.failed("b")
+    throttle.failed("a")  # "a" is now the most recent: "b" is the stalest
+    throttle.failed("c")
+    assert throttle.addresses == 2
+    assert throttle.retry_after_s("b") == 0.0
+    assert throttle.retry_after_s("a") > 0
+    assert throttle.retry_after_s("c") > 0
+    for wrong, message in (
+        ({"max_failures": 0}, "max_failures must be >= 1, got 0"),
+        ({"window_s": 0.0}, "window_s must be > 0, got 0.0"),
+        ({"max_addresses": 0}, "max_addresses must be >= 1, got 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            LoginThrottle(**wrong)
+
+
+async def test_wrong_tokens_are_throttled_and_a_logout_revokes_the_cookie(
+    pki: Pki,
+    make_engine: MakeEngine,
+    open_console: StartConsole,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    token = "console-token-Zq81xPq0"
+    now = [0.0]
+    engine = await make_engine()
+    console = await open_console(
+        engine,
+        security=_tls(pki, token),
+        client_ssl=_client_ssl(pki),
+        login_throttle=LoginThrottle(max_failures=3, window_s=60.0, now=lambda: now[0]),
+    )
+    for _ in range(3):
+        status, page = await console.post("/login", {"token": "guess", "next": "/tasks"})
+        assert status == 401
+    # The fourth try is refused before its token is looked at, even the right one.
+    async with console.http.post(
+        console.url + "/login", data={"token": token}, allow_redirects=False
+    ) as response:
+        assert response.status == 429
+        assert response.headers["Retry-After"] == "60"
+        assert "try again in 60 s" in await response.text()
+    assert not any(cookie.key == SESSION_COOKIE for cookie in console.http.cookie_jar)
+    assert "too many wrong tokens" in caplog.text
+
+    now[0] = 60.0  # the window has passed
+    async with console.http.post(
+        console.url + "/login", data={"token": token}, allow_redirects=False
+    ) as response:
+        assert response.status == 303
+    kept = next(c.value for c in console.http.cookie_jar if c.key == SESSION_COOKIE)
+    status, page = await console.get("/tasks")
+    assert status == 200
+
+    status, _ = await console.post("/logout", {"csrf": csrf_of(page)})
+    assert status == 303
+    # A copy of the cookie kept from before the logout opens nothing.
+    status, _ = await console.get("/tasks", headers={"Cookie": f"{SESSION_COOKIE}={kept}"})
+    assert status == 303
+    assert token not in caplog.text

@@ -7,7 +7,8 @@ check timeline as an inline SVG, the error envelope, payload and result decoded,
 /plugins (per target: tasks by state, call rate, failures by code, latency, gRPC health).
 
 Security follows the engine's gRPC API: without TLS only loopback; with TLS, bearer tokens
-through a login form (an HttpOnly, SameSite=Strict session cookie); CSRF tokens on every POST;
+through a login form (an HttpOnly, SameSite=Strict session cookie, revoked at logout; wrong
+tokens throttled per client address, `LoginThrottle`); CSRF tokens on every POST;
 a Content-Security-Policy without inline scripts; `remote_status_input` only on request.
 Needs the `console` extra: `pip install 'asyncplugin[console]'`.
 """
@@ -18,12 +19,14 @@ from .app import Console, build_app
 from .probes import PluginProbes
 from .security import ConsoleConfigError, ConsoleSecurity
 from .server import ConsoleServer, start_console
+from .throttle import LoginThrottle
 
 __all__ = [
     "Console",
     "ConsoleConfigError",
     "ConsoleSecurity",
     "ConsoleServer",
+    "LoginThrottle",
     "PluginProbes",
     "build_app",
     "start_console",

@@ -7,7 +7,8 @@ Routes:
     POST /tasks/{id}/cancel          cancel (session and CSRF token required)
     GET  /plugins                    per-plugin figures and gRPC health
     GET  /events                     server-sent events (?task=ID, or the tasks page's filters)
-    GET|POST /login, POST /logout    bearer-token login (when tokens are configured)
+    GET|POST /login, POST /logout    bearer-token login (when tokens are configured; wrong
+                                     tokens throttled per address; logout revokes)
     GET  /static/...                 CSS and JavaScript shipped in the package
 
 Every response carries a Content-Security-Policy that allows scripts and styles from the
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -34,6 +36,7 @@ from .probes import PluginProbes
 from .query import parse_query
 from .render import STATIC_DIR, Renderer
 from .security import SESSION_COOKIE, ConsoleSecurity, Session, Sessions
+from .throttle import LoginThrottle
 from .views import task_row
 
 __all__ = ["CONSOLE_KEY", "Console", "build_app"]
@@ -74,6 +77,8 @@ class Console:
         security: TLS and login settings (tokens: login required).
         probes: how plugins are asked for payload types and health.
         stats_window_s: the plugins page counts calls started within this window.
+        login_throttle: how wrong tokens are throttled per client address (default: 5 a
+            minute).
     """
 
     def __init__(
@@ -83,10 +88,12 @@ class Console:
         security: ConsoleSecurity | None = None,
         probes: PluginProbes | None = None,
         stats_window_s: float = 3600.0,
+        login_throttle: LoginThrottle | None = None,
     ) -> None:
         self.engine = engine
         self.security = security or ConsoleSecurity()
         self.sessions = Sessions(ttl_s=self.security.session_ttl_s)
+        self.login_throttle = login_throttle or LoginThrottle()
         self.probes = probes or PluginProbes()
         self.renderer = Renderer()
         self.stats_window_s = stats_window_s
@@ -304,8 +311,28 @@ class Console:
         token = form.get("token")
         asked = form.get("next")
         next_path = _safe_next(asked if isinstance(asked, str) else None)
+        address = request.remote or "-"
+        wait_s = self.login_throttle.retry_after_s(address)
+        if wait_s > 0:  # the token is not even checked: guessing stays at a few a minute
+            retry_after = max(1, math.ceil(wait_s))
+            _log.warning(
+                "console: refused a login from %s: too many wrong tokens, retry in %d s",
+                address,
+                retry_after,
+            )
+            response = self._page(
+                request,
+                "login.html",
+                status=429,
+                title="Log in",
+                next=next_path,
+                error=f"too many wrong tokens from your address: try again in {retry_after} s",
+            )
+            response.headers["Retry-After"] = str(retry_after)
+            return response
         if not isinstance(token, str) or not self.security.token_accepted(token):
-            _log.warning("console: refused a login from %s: a wrong token", request.remote)
+            self.login_throttle.failed(address)
+            _log.warning("console: refused a login from %s: a wrong token", address)
             return self._page(
                 request,
                 "login.html",
@@ -314,6 +341,7 @@ class Console:
                 next=next_path,
                 error="that token is not accepted",
             )
+        self.login_throttle.succeeded(address)
         cookie, _ = self.sessions.new()
         response = _redirect(next_path)
         self._set_cookie(response, cookie)
@@ -325,6 +353,9 @@ class Console:
         csrf = form.get("csrf")
         if not Sessions.csrf_valid(request.get(SESSION), csrf if isinstance(csrf, str) else None):
             raise ConsoleError(403, "refused: the form's CSRF token is missing or not valid")
+        session: Session | None = request.get(SESSION)
+        if session is not None:  # a kept copy of the cookie must not log in again
+            self.sessions.revoke(session)
         response = _redirect("/login" if self.security.login_required else "/tasks")
         response.del_cookie(SESSION_COOKIE, path="/")
         return response

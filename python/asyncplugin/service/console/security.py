@@ -6,6 +6,9 @@ The console takes the posture of the engine's gRPC API:
   one of the accepted tokens, sets a session cookie (HttpOnly, SameSite=Strict, Secure under
   TLS). The cookie never holds the token: it holds a random session id, an expiry and an HMAC
   made with a key that lives only in this process's memory, so a restart logs everyone out;
+- logging out revokes the session on the server too: a copy of the cookie taken before the
+  logout no longer opens a page (the revoked ids are kept until their cookies expire);
+- wrong tokens are throttled per client address (`LoginThrottle`);
 - every state-changing request (cancel, logout) is a POST carrying a CSRF token bound to the
   session (an HMAC of the session id), compared in constant time.
 
@@ -31,6 +34,7 @@ __all__ = [
     "SESSION_COOKIE",
     "ConsoleConfigError",
     "ConsoleSecurity",
+    "Session",
     "Sessions",
     "check_bind",
 ]
@@ -181,15 +185,20 @@ class Session:
 
 
 class Sessions:
-    """Signed, expiring session cookies and the CSRF tokens bound to them.
+    """Signed, expiring session cookies, the CSRF tokens bound to them, and logouts.
+
+    A logout revokes its session id until the cookie would have expired anyway. Should more than
+    `max_revoked` revoked sessions be alive at once, the key is replaced instead: every cookie
+    stops verifying (everyone logs in again), which bounds the memory a flood of logouts takes.
 
     Args:
         ttl_s: how long a session lasts.
         key: the HMAC key (default: 32 random bytes, so a restart ends every session).
         now: the time source (epoch seconds; wall time, not the engine's clock).
+        max_revoked: revoked sessions kept before the key is replaced.
     """
 
-    __slots__ = ("_key", "_now", "_ttl_s")
+    __slots__ = ("_key", "_max_revoked", "_now", "_revoked", "_ttl_s")
 
     def __init__(
         self,
@@ -197,10 +206,15 @@ class Sessions:
         ttl_s: float,
         key: bytes | None = None,
         now: Callable[[], float] = time.time,
+        max_revoked: int = 100_000,
     ) -> None:
+        if max_revoked < 1:
+            raise ValueError(f"max_revoked must be >= 1, got {max_revoked}")
         self._ttl_s = ttl_s
         self._key = key if key is not None else secrets.token_bytes(32)
         self._now = now
+        self._max_revoked = max_revoked
+        self._revoked: dict[str, float] = {}  # session id -> its cookie's expiry, oldest first
 
     def __repr__(self) -> str:
         return f"Sessions(ttl_s={self._ttl_s}, key=<redacted>)"
@@ -231,9 +245,30 @@ class Sessions:
             expires = float(int(parts[2]))
         except ValueError:
             return None
-        if expires <= self._now():
+        if expires <= self._now() or parts[1] in self._revoked:
             return None
         return Session(parts[1], self._mac("csrf", parts[1]), expires)
+
+    def revoke(self, session: Session) -> None:
+        """Ends `session` now: its cookie no longer verifies, even if a copy of it was kept."""
+        now = self._now()
+        # Expiries grow with insertion order (one ttl), so the expired ones are at the front.
+        for session_id, expires in list(self._revoked.items()):
+            if expires > now:
+                break
+            del self._revoked[session_id]
+        if session.expires <= now:
+            return
+        if len(self._revoked) >= self._max_revoked:
+            self._key = secrets.token_bytes(32)  # every cookie dies: nothing left to remember
+            self._revoked.clear()
+            return
+        self._revoked[session.session_id] = session.expires
+
+    @property
+    def revoked_count(self) -> int:
+        """Revoked sessions remembered now (until their cookies would have expired)."""
+        return len(self._revoked)
 
     @staticmethod
     def csrf_valid(session: Session | None, presented: str | None) -> bool:

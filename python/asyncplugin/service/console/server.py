@@ -19,6 +19,7 @@ from asyncplugin.engine import Engine
 from .app import Console
 from .probes import PluginProbes
 from .security import ConsoleSecurity, check_bind
+from .throttle import LoginThrottle
 
 __all__ = ["ConsoleServer", "start_console"]
 
@@ -54,6 +55,7 @@ async def start_console(
     probes: PluginProbes | None = None,
     stats_window_s: float = 3600.0,
     shutdown_timeout_s: float = 5.0,
+    login_throttle: LoginThrottle | None = None,
 ) -> ConsoleServer:
     """Serves the web console for `engine` in the running event loop.
 
@@ -65,6 +67,8 @@ async def start_console(
         probes: how plugins are asked for payload types and health (TLS to plugins).
         stats_window_s: the plugins page counts calls started within this many seconds.
         shutdown_timeout_s: how long `stop` waits for requests in flight.
+        login_throttle: how wrong login tokens are throttled per client address (default:
+            5 a minute).
 
     Raises:
         ConsoleConfigError: a non-loopback host without TLS or tokens, or unreadable TLS files.
@@ -73,7 +77,13 @@ async def start_console(
     security = security or ConsoleSecurity()
     check_bind(host, security)
     ssl_context = security.ssl_context()
-    console = Console(engine, security=security, probes=probes, stats_window_s=stats_window_s)
+    console = Console(
+        engine,
+        security=security,
+        probes=probes,
+        stats_window_s=stats_window_s,
+        login_throttle=login_throttle,
+    )
     runner = web.AppRunner(
         console.app(), shutdown_timeout=shutdown_timeout_s, access_log=_log, handle_signals=False
     )
