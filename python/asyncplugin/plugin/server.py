@@ -3,7 +3,8 @@
 Every server binds explicitly (SO_REUSEPORT off, so a taken port fails loudly instead of being
 silently shared), enforces a maximum message size, serves grpc.health.v1 (SERVING while up,
 NOT_SERVING from the start of shutdown) and server reflection, and drains in-flight calls within
-a grace period when stopped.
+a grace period when stopped (the engine daemon's server does the same, through
+`asyncplugin.protocol.grpc_serving`).
 
 Security: TLS with a server certificate, mutual TLS (client certificates verified against a CA;
 `ServerSecurity`, see `security.py`), and bearer tokens checked on every call (see `auth.py`; the
@@ -22,10 +23,14 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from asyncplugin.protocol import limits
+from asyncplugin.protocol.grpc_serving import (
+    add_health_and_reflection,
+    bind,
+    server_options,
+    set_serving,
+)
 from asyncplugin.protocol.server_security import format_address
 
 from .auth import BearerTokenInterceptor
@@ -102,12 +107,7 @@ class PluginServer:
             telemetry=telemetry,
         )
         self._telemetry = telemetry
-        self._options: list[tuple[str, Any]] = [
-            ("grpc.so_reuseport", 0),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
-            *grpc_options,
-        ]
+        self._options = server_options(max_message_bytes=max_message_bytes, extra=grpc_options)
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
 
@@ -146,21 +146,15 @@ class PluginServer:
         # Interceptors (bearer tokens, telemetry) apply to both paths alike.
         server.add_generic_rpc_handlers((self._dispatcher.generic_handler(),))
         server.add_registered_method_handlers(self.service_name, self._dispatcher.method_handlers())
-        self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (self.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        self._health = add_health_and_reflection(server, (self.service_name,))
         try:
-            self.port = self._bind(server)
+            self.port = bind(server, self.host, self.port, self._security)
         except BindError:
             self._executor.shutdown(wait=False)
             raise
         await server.start()
         self._server = server
-        serving = health_pb2.HealthCheckResponse.SERVING
-        await self._health.set(health.OVERALL_HEALTH, serving)
-        await self._health.set(self.service_name, serving)
+        await set_serving(self._health, (self.service_name,))
         logger.info(
             "serving %s (%s) on %s (%s)",
             self.plugin.name,
@@ -169,19 +163,6 @@ class PluginServer:
             self.security,
         )
         return self.port
-
-    def _bind(self, server: grpc.aio.Server) -> int:
-        address = self.address
-        try:
-            if self._security is None:
-                port = server.add_insecure_port(address)
-            else:
-                port = server.add_secure_port(address, self._security.server_credentials())
-        except RuntimeError as err:
-            raise BindError(f"cannot listen on {address}: {_first_line(err)}") from err
-        if port == 0:
-            raise BindError(f"cannot listen on {address}: the address is in use or not local")
-        return port
 
     async def stop(self, grace_s: float | None = DEFAULT_GRACE_S) -> None:
         """Stops serving: health turns NOT_SERVING, new calls are refused, and in-flight calls
@@ -241,7 +222,3 @@ async def serve(
         for signum in signals:
             loop.remove_signal_handler(signum)
         await server.stop(grace_s)
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).split(";")[0].splitlines()[0] if str(err) else type(err).__name__

@@ -23,18 +23,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from grpc import aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from asyncplugin.engine import Engine
 from asyncplugin.engine.v1 import engine_pb2, engine_pb2_grpc
-from asyncplugin.protocol.server_auth import AUTH_EXEMPT_PREFIXES, BearerTokenInterceptor
-from asyncplugin.protocol.server_security import (
-    BindError,
-    ServerSecurity,
-    check_bind,
-    format_address,
+from asyncplugin.protocol.grpc_serving import (
+    add_health_and_reflection,
+    bind,
+    server_options,
+    set_serving,
 )
+from asyncplugin.protocol.server_auth import AUTH_EXEMPT_PREFIXES, BearerTokenInterceptor
+from asyncplugin.protocol.server_security import ServerSecurity, check_bind, format_address
 
 from .operations import OperationsServicer, add_to_server
 from .requests import Limits
@@ -112,12 +111,7 @@ class EngineServer:
         self._advertise = advertise_address
         self.servicer = EngineServicer(engine, tokens=completion, limits=limits)
         self._operations = OperationsServicer(engine)
-        self._options: list[tuple[str, Any]] = [
-            ("grpc.so_reuseport", 0),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
-            *grpc_options,
-        ]
+        self._options = server_options(max_message_bytes=max_message_bytes, extra=grpc_options)
         self._server: aio.Server | None = None
         self._health: Any = None
 
@@ -146,13 +140,8 @@ class EngineServer:
         server = aio.server(options=self._options, interceptors=self._interceptors)
         engine_pb2_grpc.add_EngineServiceServicer_to_server(self.servicer, server)
         add_to_server(self._operations, server)
-        self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (ENGINE_SERVICE, OPERATIONS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
-            server,
-        )
-        self.port = self._bind(server)
+        self._health = add_health_and_reflection(server, (ENGINE_SERVICE, OPERATIONS_SERVICE))
+        self.port = bind(server, self.host, self.port, self._security)
         if self._completion is not None:
             self._completion.address = self._advertise or self.address
         try:
@@ -163,23 +152,9 @@ class EngineServer:
         await self.engine.store.announce(f"engine-address={self.address}")
         await server.start()
         self._server = server
-        for name in ("", ENGINE_SERVICE, OPERATIONS_SERVICE):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await set_serving(self._health, (ENGINE_SERVICE, OPERATIONS_SERVICE))
         _log.info("engine serving on %s (%s)", self.address, self.security)
         return self.port
-
-    def _bind(self, server: aio.Server) -> int:
-        address = self.address
-        try:
-            if self._security is None:
-                port = server.add_insecure_port(address)
-            else:
-                port = server.add_secure_port(address, self._security.server_credentials())
-        except RuntimeError as err:
-            raise BindError(f"cannot listen on {address}: {err}") from err
-        if port == 0:
-            raise BindError(f"cannot listen on {address}: the address is in use or not local")
-        return port
 
     async def stop(self, grace_s: float | None = 10.0) -> None:
         """Stops serving (in-flight calls get `grace_s`), then stops the engine."""
