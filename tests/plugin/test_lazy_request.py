@@ -1,4 +1,5 @@
-"""The SDK's Request decodes its status on first read and otherwise is a plain Request."""
+"""The SDK's Request decodes its status (field by field) on first read and otherwise is a plain
+Request."""
 
 from __future__ import annotations
 
@@ -54,32 +55,84 @@ def _plain() -> Request[Any]:
 
 
 @pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts Task.from_proto calls."""
-    calls: list[int] = []
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names the Task fields decoded from the wire (in order), and counts Task.from_proto
+    calls as "from_proto"."""
+    calls: list[str] = []
+    for name, decode in list(task_module._DECODERS.items()):
+
+        def counted(message: task_pb2.Task, name: str = name, decode: Any = decode) -> Any:
+            calls.append(name)
+            return decode(message)
+
+        monkeypatch.setitem(task_module._DECODERS, name, counted)
     original = task_module.Task.from_proto
 
-    def counted(message: task_pb2.Task) -> Task:
-        calls.append(1)
+    def counted_from_proto(message: task_pb2.Task) -> Task:
+        calls.append("from_proto")
         return original(message)
 
-    monkeypatch.setattr(task_module.Task, "from_proto", counted)
+    monkeypatch.setattr(task_module.Task, "from_proto", counted_from_proto)
     return calls
 
 
-def test_remote_status_input_is_read_without_decoding_the_task(decodes: list[int]) -> None:
+def test_remote_status_input_is_read_without_decoding_the_task(decodes: list[str]) -> None:
     request = _lazy()
     assert request.remote_status_input == {"job": "j-42", "n": 3}
     assert request.remote_status_input is request.remote_status_input
-    assert decodes == []
+    assert decodes == ["remote_status_input"]
     status = request.status
-    assert decodes == [1]
-    assert status == Task.from_proto(_wire_task())
-    # The dict handed out first is the status's own, as on a plain Request.
     assert status is not None
+    assert request.status is status
+    assert status.create_time is not None
+    assert status.create_time is status.create_time
+    assert decodes == ["remote_status_input", "create_time"]
+    expected = task_module.Task.from_proto(_wire_task())
+    assert status == expected
+    assert expected == status
+    # The dict handed out first is the status's own, as on a plain Request.
     assert status.remote_status_input is request.remote_status_input
     assert request.status is status
-    assert decodes == [1, 1]  # the comparison above decoded once more; the request did not
+    # The comparison read each remaining compared field once (`error` is not compared) and
+    # decoded a plain Task; none twice.
+    skipped = ("remote_status_input", "create_time", "error")
+    assert sorted(decodes[2:]) == sorted(
+        [*(n for n in task_module._DECODERS if n not in skipped), "from_proto"]
+    )
+    assert status.task_id == "t-1"
+    assert status.check_count == 2
+    assert status.state is TaskState.RUNNING
+
+
+def test_a_lazy_task_is_a_plain_task_to_its_reader() -> None:
+    wire = _wire_task()
+    wire.progress.fraction = 0.5
+    wire.check_after.seconds = 3
+    lazy, plain = task_module.task_from_wire(wire), Task.from_proto(wire)
+    assert isinstance(lazy, Task)
+    assert lazy == plain
+    assert plain == lazy
+    assert lazy != dataclasses.replace(plain, check_count=3)
+    assert repr(lazy) == repr(plain)
+    assert dataclasses.asdict(lazy) == dataclasses.asdict(plain)
+    changed = dataclasses.replace(lazy, task_id="t-2")
+    assert changed == dataclasses.replace(plain, task_id="t-2")
+    assert changed.to_proto() == dataclasses.replace(plain, task_id="t-2").to_proto()
+    assert lazy.to_proto() == plain.to_proto()
+    for clone in (copy.copy(lazy), copy.deepcopy(lazy), pickle.loads(pickle.dumps(lazy))):
+        assert type(clone) is Task
+        assert clone == plain
+    bare = task_pb2.Task(state=task_pb2.TASK_STATE_WAITING, task_id="t-3")
+    assert hash(task_module.task_from_wire(bare)) == hash(Task.from_proto(bare))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lazy.task_id = "x"  # type: ignore[misc]
+
+
+def test_a_lazy_task_refuses_an_unknown_state_at_once() -> None:
+    for state in (task_pb2.TASK_STATE_UNSPECIFIED, 42):
+        wire = task_pb2.Task(state=state)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="not a valid TaskState"):
+            task_module.task_from_wire(wire)
 
 
 def test_a_lazy_request_is_a_plain_request_to_its_reader() -> None:
@@ -132,7 +185,7 @@ class _Echo(AsyncPlugin[dict[str, Any], dict[str, Any]]):
 
 
 async def test_the_dispatcher_decodes_no_status_a_handler_does_not_read(
-    decodes: list[int],
+    decodes: list[str],
 ) -> None:
     plugin = _Echo()
     dispatcher = PluginDispatcher(plugin, max_message_bytes=1 << 20)
@@ -146,7 +199,7 @@ async def test_the_dispatcher_decodes_no_status_a_handler_does_not_read(
     )
     assert answer.status.state == task_pb2.TASK_STATE_RUNNING
     assert dict(answer.status.remote_status_input) == {"job": "j-42", "n": 3}
-    assert decodes == []
+    assert decodes == ["remote_status_input"]
     assert plugin.seen[0].status == Task.from_proto(_wire_task())
 
 

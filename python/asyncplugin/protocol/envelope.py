@@ -11,7 +11,7 @@ from google.protobuf import struct_pb2
 from asyncplugin.v1 import plugin_pb2, task_pb2
 
 from .structs import struct_to_dict
-from .task import Task, datetime_to_timestamp, timestamp_to_datetime
+from .task import Task, datetime_to_timestamp, task_from_wire, timestamp_to_datetime
 
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
@@ -102,18 +102,17 @@ class Request(Generic[InT]):
         return self.status.remote_status_input
 
 
-_STATUS_SLOT: Any = Request.__dict__["status"]
-"""The slot behind `Request.status`, read and written directly by `_WireStatusRequest`."""
 _CONTEXT_SLOT: Any = Request.__dict__["context"]
-"""The slot behind `Request.context`, likewise."""
+"""The slot behind `Request.context`, read and written directly by `_WireRequest`."""
 _DATA_SLOT: Any = Request.__dict__["data"]
 """The slot behind `Request.data`, likewise."""
 _UNDECODED: Final = object()
 
 
-class _WireStatusRequest(Request[Any]):
-    """A Request whose `status` and `context` are decoded from their (validated) wire messages
-    on first read.
+class _WireRequest(Request[Any]):
+    """A Request whose `context` and dict `data` are decoded from their (validated) wire
+    messages on first read; its `status` is a Task that decodes each field on first read
+    (`task_from_wire`).
 
     What the SDK hands a handler: a status check whose handler reads only
     `request.remote_status_input` (or nothing) never pays for decoding the whole Task (its
@@ -122,11 +121,9 @@ class _WireStatusRequest(Request[Any]):
     copies and pickles (a plain Request).
     """
 
-    __slots__ = ("_remote_status_input", "_wire_context", "_wire_data", "_wire_status")
-    _remote_status_input: dict[str, Any] | None
+    __slots__ = ("_wire_context", "_wire_data")
     _wire_context: plugin_pb2.RequestContext | None
     _wire_data: struct_pb2.Struct | None
-    _wire_status: task_pb2.Task | None
 
     def __init__(
         self,
@@ -136,7 +133,6 @@ class _WireStatusRequest(Request[Any]):
         status: Task | None = None,
         is_status_check: bool = False,
         cancel_requested: bool = False,
-        wire_status: task_pb2.Task | None = None,
         wire_data: struct_pb2.Struct | None = None,
     ) -> None:
         set_field = object.__setattr__  # the dataclass is frozen
@@ -148,11 +144,9 @@ class _WireStatusRequest(Request[Any]):
         else:
             set_field(self, "_wire_context", context)
             _CONTEXT_SLOT.__set__(self, _UNDECODED)
+        set_field(self, "status", status)
         set_field(self, "is_status_check", is_status_check)
         set_field(self, "cancel_requested", cancel_requested)
-        set_field(self, "_wire_status", wire_status)
-        set_field(self, "_remote_status_input", None)
-        _STATUS_SLOT.__set__(self, _UNDECODED if wire_status is not None else status)
 
     @property
     def data(self) -> Any:
@@ -171,32 +165,6 @@ class _WireStatusRequest(Request[Any]):
             value = RequestContext.from_proto(self._wire_context)
             _CONTEXT_SLOT.__set__(self, value)
         return value  # type: ignore[no-any-return]
-
-    @property
-    def status(self) -> Task | None:
-        value = _STATUS_SLOT.__get__(self, Request)
-        if value is _UNDECODED:
-            assert self._wire_status is not None
-            value = Task.from_proto(self._wire_status)
-            remote = self._remote_status_input
-            if remote is not None:  # already handed out: the Task shares that same dict
-                object.__setattr__(value, "remote_status_input", remote)
-            _STATUS_SLOT.__set__(self, value)
-        return value  # type: ignore[no-any-return]
-
-    @property
-    def remote_status_input(self) -> dict[str, Any]:
-        if _STATUS_SLOT.__get__(self, Request) is not _UNDECODED:
-            return Request.remote_status_input.fget(self)  # type: ignore[attr-defined,no-any-return]
-        remote = self._remote_status_input
-        if remote is None:
-            wire = self._wire_status
-            assert wire is not None
-            if not wire.HasField("remote_status_input"):
-                return {}
-            remote = struct_to_dict(wire.remote_status_input)
-            object.__setattr__(self, "_remote_status_input", remote)
-        return remote
 
     def _fields(self) -> tuple[Any, ...]:
         return (self.data, self.context, self.status, self.is_status_check, self.cancel_requested)
@@ -239,14 +207,18 @@ def request_from_wire(
     cancel_requested: bool,
     wire_data: struct_pb2.Struct | None = None,
 ) -> Request[Any]:
-    """The Request for a decoded, validated envelope; its `status`, its `context` if given as
-    the wire message, and its `data` if given as a parsed Struct (`wire_data`, read as a dict;
-    `data` is then ignored) are decoded on first read."""
-    return _WireStatusRequest(
+    """The Request for a decoded, validated envelope; its `status` (field by field), its
+    `context` if given as the wire message, and its `data` if given as a parsed Struct
+    (`wire_data`, read as a dict; `data` is then ignored) are decoded on first read.
+
+    Raises:
+        ValueError: the status's state is UNSPECIFIED or unknown (validation refuses it first).
+    """
+    return _WireRequest(
         data=data,
         wire_data=wire_data,
         context=context,
-        wire_status=status,
+        status=task_from_wire(status) if status is not None else None,
         is_status_check=is_status_check,
         cancel_requested=cancel_requested,
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -204,3 +205,132 @@ def timestamp_to_datetime(value: timestamp_pb2.Timestamp) -> datetime:
 
 def _check_after_s(value: Any) -> float:
     return float(value.ToNanoseconds() / 1e9)
+
+
+_Decoder = Callable[[task_pb2.Task], Any]
+
+
+def _optional(name: str, decode: Callable[[Any], Any]) -> _Decoder:
+    """A decoder of the message field `name`: None when absent, else `decode(field)`."""
+
+    def read(message: task_pb2.Task) -> Any:
+        return decode(getattr(message, name)) if message.HasField(name) else None  # type: ignore[arg-type]
+
+    return read
+
+
+def _plain(name: str) -> _Decoder:
+    """A decoder of the scalar field `name`: its wire value (unset reads as the default)."""
+
+    def read(message: task_pb2.Task) -> Any:
+        return getattr(message, name)
+
+    return read
+
+
+_DECODERS: Final[dict[str, _Decoder]] = {
+    "remote_status_input": _optional("remote_status_input", struct_to_dict),
+    "remote_status_output": _optional("remote_status_output", struct_to_dict),
+    "remote_status_message": _plain("remote_status_message"),
+    "status_message": _plain("status_message"),
+    "status_suggestion": _plain("status_suggestion"),
+    "status_code": _plain("status_code"),
+    "progress": _optional("progress", Progress.from_proto),
+    "check_after_s": _optional("check_after", _check_after_s),
+    "error": _optional("error", PluginError.from_proto),
+    "task_id": _plain("task_id"),
+    "retries": _plain("retries"),
+    "max_retries": _plain("max_retries"),
+    "check_count": _plain("check_count"),
+    "create_time": _optional("create_time", timestamp_to_datetime),
+    "update_time": _optional("update_time", timestamp_to_datetime),
+    "start_time": _optional("start_time", timestamp_to_datetime),
+    "end_time": _optional("end_time", timestamp_to_datetime),
+    "next_check_time": _optional("next_check_time", timestamp_to_datetime),
+}
+"""How each field but `state` is read from the wire message (as `Task.from_proto` does)."""
+
+
+def _lazy_field(name: str) -> property:
+    """The property behind a `_WireTask` field: the Task's own slot, filled on first read."""
+    slot = Task.__dict__[name]
+
+    def read(self: _WireTask) -> Any:
+        try:
+            return slot.__get__(self, Task)
+        except AttributeError:  # not read yet: the slot is still empty
+            value = _DECODERS[name](self._wire)
+            slot.__set__(self, value)
+            return value
+
+    return property(read, doc=f"`Task.{name}`, decoded from the wire message on first read.")
+
+
+class _WireTask(Task):
+    """A Task whose fields (all but `state`) are decoded from its validated wire message on
+    first read.
+
+    What a status check's handler gets as `request.status`: reading only
+    `remote_status_input` (or nothing) never pays for the timestamps, the error envelope or the
+    dataclass's nineteen fields. It behaves as a plain Task: equal to one with the same fields,
+    the same repr, `dataclasses.replace`, and copies and pickles (a plain Task).
+    """
+
+    __slots__ = ("_wire",)
+    _wire: task_pb2.Task
+
+    def __init__(self, *args: Any, **values: Any) -> None:
+        # `dataclasses.replace` builds a new instance of the same class from every field: made
+        # as a plain Task (its defaults and checks), then copied slot by slot (the properties
+        # have no setter, so Task's own __init__ cannot write them here).
+        plain = Task(*args, **values)
+        for slot in _SLOTS:
+            slot.__set__(self, slot.__get__(plain, Task))
+        object.__setattr__(self, "_wire", None)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _COMPARED)
+
+    __hash__ = Task.__hash__  # the same fields, read through the properties
+
+    def __repr__(self) -> str:
+        text = Task.__repr__(self)
+        return "Task" + text[text.index("(") :]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_plain_task, (tuple((name, getattr(self, name)) for name in _FIELD_NAMES),))
+
+
+for _name in _DECODERS:
+    setattr(_WireTask, _name, _lazy_field(_name))
+del _name
+
+_STATE_SLOT: Any = Task.__dict__["state"]
+_FIELD_NAMES: Final = tuple(f.name for f in fields(Task))
+_SLOTS: Final[tuple[Any, ...]] = tuple(Task.__dict__[name] for name in _FIELD_NAMES)
+_COMPARED: Final = tuple(f.name for f in fields(Task) if f.compare)
+
+
+def _plain_task(fields: tuple[tuple[str, Any], ...]) -> Task:
+    return Task(**dict(fields))
+
+
+def task_from_wire(message: task_pb2.Task) -> Task:
+    """The Task a validated wire message holds, each field decoded on first read.
+
+    Equal to `Task.from_proto(message)`, and as cheap to make as one dataclass slot. The message
+    must have passed validation (`asyncplugin.protocol.validate`) and must not change afterwards:
+    a field is read from it when the Task's field is first read.
+
+    Raises:
+        ValueError: the state is UNSPECIFIED or unknown (as `Task.from_proto`).
+    """
+    state = _STATES.get(message.state)
+    if state is None:
+        raise ValueError(f"Task.state {message.state} is not a valid TaskState")
+    task = _WireTask.__new__(_WireTask)
+    _STATE_SLOT.__set__(task, state)
+    object.__setattr__(task, "_wire", message)
+    return task
