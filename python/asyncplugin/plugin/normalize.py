@@ -90,7 +90,7 @@ def build_response(
             raise InvalidReturn("UNENCODABLE_DATA", f"the output cannot be encoded: {err}") from err
     if status is not None:
         try:
-            response.status.CopyFrom(_with_error_summary(status).to_proto())
+            _with_error_summary(status).fill_proto(response.status)
         except (TypeError, ValueError) as err:
             problem = f"the status cannot be encoded: {err}"
             raise InvalidReturn("UNENCODABLE_STATUS", problem) from err

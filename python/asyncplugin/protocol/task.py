@@ -105,22 +105,45 @@ class Task:
             TypeError: a remote_status dict is not JSON-like.
             ValueError: `state` is not a TaskState member (a string, say), naming the value.
         """
+        out = task_pb2.Task()
+        self.fill_proto(out)
+        return out
+
+    def fill_proto(self, out: task_pb2.Task) -> None:
+        """Encodes this task into `out`, an empty message (a message field: no copy is made).
+
+        Raises as `to_proto` does; `out` is then partly written.
+        """
         if not isinstance(self.state, TaskState):
             raise ValueError(
                 f"Task.state {self.state!r} is not a TaskState (one of "
                 f"{', '.join(state.name for state in TaskState)})"
             )
-        out = task_pb2.Task(
-            task_id=self.task_id,
-            state=int(self.state),  # type: ignore[arg-type]
-            status_message=self.status_message,
-            status_suggestion=self.status_suggestion,
-            status_code=self.status_code,
-            remote_status_message=self.remote_status_message,
-            retries=self.retries,
-            max_retries=self.max_retries,
-            check_count=self.check_count,
-        )
+        out.state = self.state.value
+        # Only what differs from the wire default is written: each assignment costs a call
+        # into protobuf, and an unset field encodes the same as its default. Anything that is
+        # not exactly the default (0.0 for a count, say) is assigned, so protobuf refuses it as
+        # it did when all were passed to the constructor; None means unset there, as here.
+        if self.task_id != "" and self.task_id is not None:
+            out.task_id = self.task_id
+        if self.status_message != "" and self.status_message is not None:
+            out.status_message = self.status_message
+        if self.status_suggestion != "" and self.status_suggestion is not None:
+            out.status_suggestion = self.status_suggestion
+        if self.status_code != "" and self.status_code is not None:
+            out.status_code = self.status_code
+        if self.remote_status_message != "" and self.remote_status_message is not None:
+            out.remote_status_message = self.remote_status_message
+        if self.retries is not None and (self.retries != 0 or type(self.retries) is not int):
+            out.retries = self.retries
+        if self.max_retries is not None and (
+            self.max_retries != 0 or type(self.max_retries) is not int
+        ):
+            out.max_retries = self.max_retries
+        if self.check_count is not None and (
+            self.check_count != 0 or type(self.check_count) is not int
+        ):
+            out.check_count = self.check_count
         if self.remote_status_input is not None:
             fill_struct(out.remote_status_input, self.remote_status_input)
         if self.remote_status_output is not None:
@@ -131,11 +154,17 @@ class Task:
             out.progress.CopyFrom(self.progress.to_proto())
         if self.check_after_s is not None:
             out.check_after.FromNanoseconds(round(self.check_after_s * 1e9))
-        for name in ("create_time", "update_time", "start_time", "end_time", "next_check_time"):
-            value: datetime | None = getattr(self, name)
-            if value is not None:
-                getattr(out, name).CopyFrom(datetime_to_timestamp(value))
-        return out
+        if (
+            self.create_time is not None
+            or self.update_time is not None
+            or self.start_time is not None
+            or self.end_time is not None
+            or self.next_check_time is not None
+        ):
+            for name in _TIME_FIELDS:
+                value: datetime | None = getattr(self, name)
+                if value is not None:
+                    getattr(out, name).CopyFrom(datetime_to_timestamp(value))
 
     @classmethod
     def from_proto(cls, message: task_pb2.Task) -> Task:
@@ -175,6 +204,9 @@ class Task:
             if has("next_check_time")
             else None,
         )
+
+
+_TIME_FIELDS: Final = ("create_time", "update_time", "start_time", "end_time", "next_check_time")
 
 
 def datetime_to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
