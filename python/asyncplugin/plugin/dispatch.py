@@ -98,12 +98,27 @@ class PluginDispatcher:
             )
         telemetry = self._telemetry
         if telemetry is None:
-            response = await self.answer(request)
-        else:
-            token = telemetry.started(request)
-            response = await self.answer(request)
-            telemetry.answered(response, token)
-        return response.SerializeToString(deterministic=True)
+            return self._encode(await self.answer(request))
+        token = telemetry.started(request)
+        response = await self.answer(request)
+        encoded = response.SerializeToString(deterministic=True)
+        if len(encoded) > self._max_message_bytes:  # telemetry sees the answer really sent
+            response = self._too_large(len(encoded))
+            encoded = response.SerializeToString(deterministic=True)
+        telemetry.answered(response, token)
+        return encoded
+
+    def _encode(self, response: plugin_pb2.InvokeResponse) -> bytes:
+        """The answer's bytes; one over the size limit is replaced by MESSAGE_TOO_LARGE."""
+        # Encoded once and measured: `ByteSize` would encode it a second time.
+        encoded = response.SerializeToString(deterministic=True)
+        if len(encoded) > self._max_message_bytes:
+            encoded = self._too_large(len(encoded)).SerializeToString(deterministic=True)
+        return encoded
+
+    def _too_large(self, size: int) -> plugin_pb2.InvokeResponse:
+        normalize.logger.error("plugin %s answer is %d bytes: too large", self._plugin.name, size)
+        return normalize.too_large(size, self._max_message_bytes)
 
     def decode(self, data: bytes) -> Request[Any]:
         """Decodes and checks a request's bytes.
@@ -150,7 +165,8 @@ class PluginDispatcher:
         )
 
     async def answer(self, request: Request[Any]) -> plugin_pb2.InvokeResponse:
-        """Runs the plugin on a decoded request and returns a valid answer, whatever it did."""
+        """Runs the plugin on a decoded request and returns a valid answer, whatever it did
+        (`handle` replaces one over the size limit when it encodes it)."""
         plugin = self._plugin
         token = executor_var.set(self._executor)
         try:
@@ -198,10 +214,6 @@ class PluginDispatcher:
             )
         finally:
             executor_var.reset(token)
-        size = response.ByteSize()
-        if size > self._max_message_bytes:
-            normalize.logger.error("plugin %s answer is %d bytes: too large", plugin.name, size)
-            response = normalize.too_large(size, self._max_message_bytes)
         return response
 
 
