@@ -42,15 +42,27 @@ def fill_struct(struct: struct_pb2.Struct, value: Mapping[str, Any]) -> None:
 def _fill_struct(
     struct: struct_pb2.Struct, value: Mapping[str, Any], path: str, depth: int
 ) -> None:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # an ABC check costs more
         raise TypeError(f"{path}: expected a dict, got {type(value).__name__}")
+    fields = struct.fields
     for key, item in value.items():
-        if not isinstance(key, str):
+        if type(key) is not str and not isinstance(key, str):
             raise TypeError(f"{path}: key {key!r} is not a string")
-        _fill_value(struct.fields[key], item, f"{path}.{key}", depth)
+        # The common leaves first, by exact type (an isinstance chain costs more); the path is
+        # formatted only for nested values and errors.
+        kind = type(item)
+        if kind is str:
+            fields[key].string_value = item
+        elif kind is float or kind is int:
+            fields[key].number_value = item
+        else:
+            _fill_value(fields[key], item, path, key, depth)
 
 
-def _fill_value(target: struct_pb2.Value, item: Any, path: str, depth: int) -> None:
+def _fill_value(
+    target: struct_pb2.Value, item: Any, parent: str, key: str | int, depth: int
+) -> None:
+    """Writes one value; `parent` and `key` (a list index) name it in errors."""
     if item is None:
         target.null_value = struct_pb2.NULL_VALUE
     elif isinstance(item, bool):
@@ -60,18 +72,25 @@ def _fill_value(target: struct_pb2.Value, item: Any, path: str, depth: int) -> N
     elif isinstance(item, str):
         target.string_value = item
     elif isinstance(item, Mapping):
+        path = _path(parent, key)
         if depth >= _ENCODE_MAX_DEPTH:
             raise _too_deep(path)
         target.struct_value.SetInParent()
         _fill_struct(target.struct_value, item, path, depth + 1)
     elif isinstance(item, list | tuple):
+        path = _path(parent, key)
         if depth >= _ENCODE_MAX_DEPTH:
             raise _too_deep(path)
         target.list_value.SetInParent()
+        values = target.list_value.values
         for index, element in enumerate(item):
-            _fill_value(target.list_value.values.add(), element, f"{path}[{index}]", depth + 1)
+            _fill_value(values.add(), element, path, index, depth + 1)
     else:
-        raise TypeError(f"{path}: {type(item).__name__} is not JSON-like")
+        raise TypeError(f"{_path(parent, key)}: {type(item).__name__} is not JSON-like")
+
+
+def _path(parent: str, key: str | int) -> str:
+    return f"{parent}[{key}]" if type(key) is int else f"{parent}.{key}"
 
 
 def _too_deep(path: str) -> ValueError:
