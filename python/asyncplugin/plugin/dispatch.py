@@ -9,6 +9,8 @@ validate as the plugin's pydantic input model is INVALID_ARGUMENT naming the fie
 
 from __future__ import annotations
 
+import inspect
+import types
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +39,7 @@ from asyncplugin.v1 import error_pb2, plugin_pb2
 from . import normalize
 from .base import AsyncPlugin
 from .cancel import CANCEL_NOT_HANDLED, cancel_not_handled, ignored_cancel
-from .handlers import call_handler, executor_var
+from .handlers import NEVER_AWAITABLE, call_handler, executor_var, runs_on_loop
 from .loading import check_plugin_class
 
 INVALID_PAYLOAD = "INVALID_PAYLOAD"
@@ -46,6 +48,8 @@ pydantic input model; `metadata["field"]` names the first offending field."""
 
 if TYPE_CHECKING:
     from .telemetry import PluginTelemetry
+
+_Coroutine = types.CoroutineType
 
 
 class PluginDispatcher:
@@ -171,13 +175,21 @@ class PluginDispatcher:
         token = executor_var.set(self._executor)
         try:
             if not self._routes_by_flags:
-                result = await call_handler(plugin.run, request)
+                handler = plugin.run
             elif request.cancel_requested:
-                result = await call_handler(plugin.cancel_work, request)
+                handler = plugin.cancel_work
             elif request.is_status_check:
-                result = await call_handler(plugin.check_status, request)
+                handler = plugin.check_status
             else:
-                result = await call_handler(plugin.initiate_work, request)
+                handler = plugin.initiate_work
+            if runs_on_loop(handler):  # `call_handler`'s own path, without its coroutine
+                result = handler(request)
+                while type(result) is _Coroutine or (
+                    type(result) not in NEVER_AWAITABLE and inspect.isawaitable(result)
+                ):
+                    result = await result
+            else:
+                result = await call_handler(handler, request)
             if request.cancel_requested and ignored_cancel(result):
                 normalize.logger.warning(
                     "plugin %s answered the cancel request for task %s as a status check; "

@@ -39,7 +39,8 @@ _on_loop: dict[Any, bool] = {}
 under a bound method, which is a new object on every attribute access."""
 
 
-def _runs_on_loop(fn: Callable[..., Any]) -> bool:
+def runs_on_loop(fn: Callable[..., Any]) -> bool:
+    """True if `call_handler` calls `fn` on the loop (`async def`, or marked `inline`)."""
     key = getattr(fn, "__func__", fn)
     try:
         return _on_loop[key]
@@ -62,7 +63,7 @@ async def call_handler(fn: Callable[..., Any], *args: Any) -> Any:
     An `async def` (or a function marked `inline`) runs on the event loop; any other callable runs
     in the executor from `executor_var`, so a blocking handler never stalls other calls.
     """
-    if _runs_on_loop(fn):
+    if runs_on_loop(fn):
         result = fn(*args)
     else:
         loop = asyncio.get_running_loop()
@@ -70,12 +71,12 @@ async def call_handler(fn: Callable[..., Any], *args: Any) -> Any:
         call = functools.partial(context.run, fn, *args)
         result = await loop.run_in_executor(executor_var.get(), call)
     while type(result) is _Coroutine or (
-        type(result) not in _NEVER_AWAITABLE and inspect.isawaitable(result)
+        type(result) not in NEVER_AWAITABLE and inspect.isawaitable(result)
     ):
         result = await result
     return result
 
 
 _Coroutine = types.CoroutineType
-_NEVER_AWAITABLE: frozenset[type] = frozenset({Response, dict, type(None)})
+NEVER_AWAITABLE: frozenset[type] = frozenset({Response, dict, type(None)})
 """What handlers usually return, which `inspect.isawaitable` (an ABC check) need not look at."""
