@@ -383,11 +383,12 @@ def response_violations(
     """Every rule a plugin's answer breaks (empty when the answer is valid)."""
     found: list[ProtocolViolation] = []
     has_data = response.HasField("data")
-    if not has_data and not response.HasField("status"):
+    has_status = response.HasField("status")
+    if not has_data and not has_status:
         found.append(
             _violation(Rule.NO_DATA_OR_STATUS, "", "the answer sets neither data nor status")
         )
-    if response.HasField("status"):
+    if has_status:
         status = response.status
         if not _task_clean(status, True):
             found.extend(_every_task_violation(status, path="status", answer=True))
@@ -414,9 +415,12 @@ def response_violations(
 def request_violations(request: plugin_pb2.InvokeRequest) -> list[ProtocolViolation]:
     """Every rule an engine's request breaks (empty when the request is valid)."""
     found: list[ProtocolViolation] = []
-    number = request.context.check_number
+    # Each sub-message read once: every read and presence test is a call into protobuf.
+    context = request.context
+    status = request.status if request.HasField("status") else None
+    number = context.check_number
     if request.is_status_check:
-        if not request.HasField("status") or not request.status.HasField("remote_status_input"):
+        if status is None or not status.HasField("remote_status_input"):
             found.append(
                 _violation(
                     Rule.STATUS_CHECK_WITHOUT_STATUS,
@@ -440,10 +444,10 @@ def request_violations(request: plugin_pb2.InvokeRequest) -> list[ProtocolViolat
                 f"an initiating call has check_number {number}; expected 0",
             )
         )
-    if request.context.HasField("deadline"):
-        found.extend(_timestamp(request.context, "deadline", "context"))
-    if request.HasField("status") and not _task_clean(request.status, False):
-        found.extend(_every_task_violation(request.status, path="status", answer=False))
+    if context.HasField("deadline"):
+        found.extend(_timestamp(context, "deadline", "context"))
+    if status is not None and not _task_clean(status, False):
+        found.extend(_every_task_violation(status, path="status", answer=False))
     return found
 
 
