@@ -288,12 +288,15 @@ def _lazy_field(name: str) -> property:
     slot = Task.__dict__[name]
 
     def read(self: _WireTask) -> Any:
-        try:
+        decoded = self._decoded
+        if name in decoded:
             return slot.__get__(self, Task)
-        except AttributeError:  # not read yet: the slot is still empty
-            value = _DECODERS[name](self._wire)
-            slot.__set__(self, value)
-            return value
+        # Not read yet: the slot is still empty (a set is asked, not the slot: an empty
+        # slot's AttributeError costs more than the decoding of a small field).
+        value = _DECODERS[name](self._wire)
+        slot.__set__(self, value)
+        decoded.add(name)  # type: ignore[attr-defined]
+        return value
 
     return property(read, doc=f"`Task.{name}`, decoded from the wire message on first read.")
 
@@ -308,7 +311,8 @@ class _WireTask(Task):
     the same repr, `dataclasses.replace`, and copies and pickles (a plain Task).
     """
 
-    __slots__ = ("_wire",)
+    __slots__ = ("_decoded", "_wire")
+    _decoded: set[str] | frozenset[str]
     _wire: task_pb2.Task
 
     def __init__(self, *args: Any, **values: Any) -> None:
@@ -319,6 +323,7 @@ class _WireTask(Task):
         for slot in _SLOTS:
             slot.__set__(self, slot.__get__(plain, Task))
         object.__setattr__(self, "_wire", None)
+        object.__setattr__(self, "_decoded", _ALL_DECODED)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Task):
@@ -343,6 +348,7 @@ _STATE_SLOT: Any = Task.__dict__["state"]
 _FIELD_NAMES: Final = tuple(f.name for f in fields(Task))
 _SLOTS: Final[tuple[Any, ...]] = tuple(Task.__dict__[name] for name in _FIELD_NAMES)
 _COMPARED: Final = tuple(f.name for f in fields(Task) if f.compare)
+_ALL_DECODED: Final = frozenset(_FIELD_NAMES)
 
 
 def _plain_task(fields: tuple[tuple[str, Any], ...]) -> Task:
@@ -365,4 +371,5 @@ def task_from_wire(message: task_pb2.Task) -> Task:
     task = _WireTask.__new__(_WireTask)
     _STATE_SLOT.__set__(task, state)
     object.__setattr__(task, "_wire", message)
+    object.__setattr__(task, "_decoded", set())
     return task
