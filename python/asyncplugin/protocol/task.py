@@ -295,7 +295,7 @@ def _lazy_field(name: str) -> property:
         # slot's AttributeError costs more than the decoding of a small field).
         value = _DECODERS[name](self._wire)
         slot.__set__(self, value)
-        decoded.add(name)  # type: ignore[attr-defined]
+        decoded.add(name)  # type: ignore[union-attr]  # a frozenset only when all are read
         return value
 
     return property(read, doc=f"`Task.{name}`, decoded from the wire message on first read.")
