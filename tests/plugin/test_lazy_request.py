@@ -8,7 +8,9 @@ import dataclasses
 import pickle
 from typing import Any
 
+import grpc
 import pytest
+from google.rpc import status_pb2
 
 from asyncplugin.plugin import AsyncPlugin
 from asyncplugin.plugin.dispatch import PluginDispatcher
@@ -23,7 +25,8 @@ from asyncplugin.protocol import (
 )
 from asyncplugin.protocol import task as task_module
 from asyncplugin.protocol.envelope import request_from_wire
-from asyncplugin.v1 import plugin_pb2, task_pb2
+from asyncplugin.v1 import error_pb2, plugin_pb2, task_pb2
+from tests.plugin.conftest import StartServer
 
 CONTEXT = RequestContext(task_id="t-1", idempotency_key="k", check_number=3)
 
@@ -326,3 +329,76 @@ async def test_the_dispatcher_hands_a_dict_plugin_its_payload() -> None:
     )
     assert decode_payload(answer.data, dict) == {"got": 7}
     assert seen == [{"n": 7, "nested": {"a": [1, "b"]}}]
+
+
+class _NeverReads(AsyncPlugin[dict[str, Any], dict[str, Any]]):
+    """Answers every status check RUNNING without reading `request.status` at all."""
+
+    calls = 0
+
+    async def initiate_work(self, request: Request[dict[str, Any]]) -> dict[str, Any]:
+        return {}
+
+    async def check_status(self, request: Request[dict[str, Any]]) -> Response[dict[str, Any]]:
+        type(self).calls += 1
+        return Response(status=Task(state=TaskState.RUNNING, remote_status_input={"same": 1}))
+
+
+def _check(status: task_pb2.Task) -> plugin_pb2.InvokeRequest:
+    return plugin_pb2.InvokeRequest(
+        is_status_check=True,
+        status=status,
+        context=plugin_pb2.RequestContext(task_id="t-1", check_number=3),
+    )
+
+
+@pytest.mark.parametrize(
+    ("spoil", "field", "rule"),
+    [
+        (
+            lambda t: setattr(t.create_time, "seconds", 10**12),
+            "status.create_time",
+            "MALFORMED_MESSAGE",
+        ),
+        (lambda t: setattr(t, "state", 42), "status.state", "STATE_UNKNOWN"),
+        (
+            lambda t: setattr(t, "status_code", "c" * 200),
+            "status.status_code",
+            "FIELD_TOO_LONG",
+        ),
+    ],
+)
+async def test_a_malformed_stored_task_is_refused_before_a_plugin_that_never_reads_it(
+    start_server: StartServer, spoil: Any, field: str, rule: str, decodes: list[str]
+) -> None:
+    """The stored Task is checked whole before the plugin runs, even though it is decoded
+    only when read: a bad one is INVALID_ARGUMENT naming the field, the plugin not called."""
+    _NeverReads.calls = 0
+    served = await start_server(_NeverReads())
+    status = _wire_task()
+    spoil(status)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await served.invoke(request=_check(status))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (caught.value.details() or "")
+    trailers = dict(caught.value.trailing_metadata() or ())
+    details = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    error = error_pb2.Error()
+    assert details.details[0].Unpack(error)
+    assert error.metadata["field"] == field
+    assert error.code == rule
+    assert _NeverReads.calls == 0
+    assert decodes == []
+
+
+async def test_a_plugin_that_never_reads_the_status_answers_as_usual(
+    start_server: StartServer, decodes: list[str]
+) -> None:
+    _NeverReads.calls = 0
+    served = await start_server(_NeverReads())
+    for _ in range(2):
+        answer = await served.invoke(request=_check(_wire_task()))
+        assert answer.status.state == task_pb2.TASK_STATE_RUNNING
+        assert dict(answer.status.remote_status_input) == {"same": 1}
+    assert _NeverReads.calls == 2
+    assert decodes == []
