@@ -1,5 +1,5 @@
-"""The dispatcher encodes each answer once, and replaces one over the size limit, with or
-without telemetry (which sees the answer really sent)."""
+"""The dispatcher replaces an answer over the size limit, with or without telemetry (which
+sees the answer really sent)."""
 
 from __future__ import annotations
 

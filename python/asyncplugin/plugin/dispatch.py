@@ -102,27 +102,12 @@ class PluginDispatcher:
             )
         telemetry = self._telemetry
         if telemetry is None:
-            return self._encode(await self.answer(request))
-        token = telemetry.started(request)
-        response = await self.answer(request)
-        encoded = response.SerializeToString(deterministic=True)
-        if len(encoded) > self._max_message_bytes:  # telemetry sees the answer really sent
-            response = self._too_large(len(encoded))
-            encoded = response.SerializeToString(deterministic=True)
-        telemetry.answered(response, token)
-        return encoded
-
-    def _encode(self, response: plugin_pb2.InvokeResponse) -> bytes:
-        """The answer's bytes; one over the size limit is replaced by MESSAGE_TOO_LARGE."""
-        # Encoded once and measured: `ByteSize` would encode it a second time.
-        encoded = response.SerializeToString(deterministic=True)
-        if len(encoded) > self._max_message_bytes:
-            encoded = self._too_large(len(encoded)).SerializeToString(deterministic=True)
-        return encoded
-
-    def _too_large(self, size: int) -> plugin_pb2.InvokeResponse:
-        normalize.logger.error("plugin %s answer is %d bytes: too large", self._plugin.name, size)
-        return normalize.too_large(size, self._max_message_bytes)
+            response = await self.answer(request)
+        else:
+            token = telemetry.started(request)
+            response = await self.answer(request)
+            telemetry.answered(response, token)
+        return response.SerializeToString(deterministic=True)
 
     def decode(self, data: bytes) -> Request[Any]:
         """Decodes and checks a request's bytes.
@@ -169,8 +154,7 @@ class PluginDispatcher:
         )
 
     async def answer(self, request: Request[Any]) -> plugin_pb2.InvokeResponse:
-        """Runs the plugin on a decoded request and returns a valid answer, whatever it did
-        (`handle` replaces one over the size limit when it encodes it)."""
+        """Runs the plugin on a decoded request and returns a valid answer, whatever it did."""
         plugin = self._plugin
         token = executor_var.set(self._executor)
         try:
@@ -226,6 +210,10 @@ class PluginDispatcher:
             )
         finally:
             executor_var.reset(token)
+        size = response.ByteSize()
+        if size > self._max_message_bytes:
+            normalize.logger.error("plugin %s answer is %d bytes: too large", plugin.name, size)
+            response = normalize.too_large(size, self._max_message_bytes)
         return response
 
 
