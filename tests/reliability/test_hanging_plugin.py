@@ -5,9 +5,16 @@ The engine runs in the test's process on the real clock; two plugin processes
 forever, one with well-behaved jobs polled every 0.25 s. The per-check timeout must end each
 hanging check, the transport retry policy must then fail the task CHECK_TIMEOUT, and the
 well-behaved tasks' checks must go out on schedule meanwhile: their lateness (the time a check
-was sent minus the time the engine had scheduled it for) is measured from the first hanging
-check to the last one's end. Ten more checks answer after 5 s (too slow: CHECK_TIMEOUT like the
-hanging ones) and ten after 0.5 s (slow but in time: SUCCEEDED).
+was sent minus the time the engine had scheduled it for, for every check due in the window,
+whenever sent) is measured from the first hanging check to the last one's end. Ten more checks
+answer after 5 s (too slow: CHECK_TIMEOUT like the hanging ones) and ten after 0.5 s (slow but
+in time: SUCCEEDED).
+
+The real clock is the point here, so the bounds do not rest on how fast this machine is: the
+same tasks' checks in the seconds before any check hangs are the control, and the hanging
+window may add at most LATE_MS to their median lateness and call time. A machine busy with
+other work slows both windows alike; starvation (checks waiting for a hanging check's timeout
+to free a slot) adds ~1,300 ms to the checks due while the slots are full.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import itertools
 import statistics
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +46,14 @@ HANGING = 100
 SLOW = 10
 GOOD = 200
 EVERY_S = 0.25
+SETTLE_S = 3.0
+"""How long the good tasks run alone before the bad ones are submitted."""
+CONTROL_S = 2.0
+"""The control window: the last CONTROL_S seconds of SETTLE_S (the first second, when all the
+first checks fall due at once, is left out)."""
+GOOD_JOB_S = 15.0
+"""How long the good tasks run: SETTLE_S, then the hanging window (~10 s with the default
+bulkhead of 32 slots: 220 calls of 1.5 s), which is measured only while all of them run."""
 GOOD_POLICY = PollingPolicy(
     initial_interval_s=EVERY_S,
     multiplier=1.0,
@@ -60,30 +76,56 @@ HANG_RETRY = TransportRetryPolicy(
 
 
 @dataclass
-class Lateness:
-    """How late the well-behaved tasks' checks were while the hanging checks were in flight."""
+class Window:
+    """How late, and how often, the well-behaved tasks' checks went out in one time window."""
 
     samples: int
     p50_ms: float
     p99_ms: float
     max_ms: float
+    took_p50_ms: float
+    """The median time those checks took (sent to answered)."""
     check_rate: float
-    """Checks sent per well-behaved task in the window, over the number its schedule asks for."""
+    """Checks due per well-behaved task in the window, over one per EVERY_S. For information
+    only: each interval starts when the previous call is answered, so the rate falls when a
+    loaded machine answers slower (88-95% idle, ~40% measured at load average 15)."""
+
+    def __str__(self) -> str:
+        return (
+            f"{self.samples} checks, lateness p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms,"
+            f" max {self.max_ms:.1f} ms, took p50 {self.took_p50_ms:.1f} ms,"
+            f" {self.check_rate:.0%} of one per {EVERY_S} s"
+        )
+
+
+@dataclass
+class Lateness:
+    """The well-behaved tasks' checks while the hanging checks were in flight, against the same
+    tasks' checks in the same run just before any check hung (the control: same process, same
+    machine load, so a busy machine slows both alike while starvation slows only the first)."""
+
+    hanging: Window
+    control: Window
     saturated_p50_ms: float
     """The median lateness of the checks that fell due while 30 or more hanging checks were in
     flight at once (without the bulkhead those wait for the hanging checks' timeouts)."""
 
     def __str__(self) -> str:
         return (
-            f"{self.samples} checks, lateness p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms,"
-            f" max {self.max_ms:.1f} ms; {self.check_rate:.0%} of the scheduled checks sent;"
-            f" p50 {self.saturated_p50_ms:.1f} ms of those due while >= {SATURATED} checks hung"
+            f"while checks hung: {self.hanging}; p50 {self.saturated_p50_ms:.1f} ms of those due"
+            f" while >= {SATURATED} checks hung; before (control): {self.control}"
         )
 
 
 SATURATED = 30
 """Hanging checks in flight at once that make a window "saturated" (the default per-target
 bound is 32; without it, 64 hanging checks fill every slot)."""
+
+LATE_MS = 250
+"""How much later than in the control window a check may go out, or how much longer it may
+take, while checks hang (medians). ~0-150 ms more measured, idle or at load average 15+;
+starved (no bulkhead), the checks due while the slots are full wait ~1,300 ms for a hanging
+check's timeout (check_timeout_s 1.5 s) to free one."""
 
 
 def _saturated(hang_histories: list[list[CheckRecord]]) -> list[tuple[float, float]]:
@@ -106,30 +148,60 @@ def _saturated(hang_histories: list[list[CheckRecord]]) -> list[tuple[float, flo
     return intervals
 
 
-def _lateness(
-    histories: list[list[CheckRecord]], start: float, end: float, busy: list[tuple[float, float]]
-) -> Lateness:
-    late: list[float] = []
-    saturated: list[float] = []
+def _late_ms(
+    histories: list[list[CheckRecord]], start: float, end: float
+) -> Iterator[tuple[float, float, float]]:
+    """(due time, lateness in ms, time taken in ms) of each check due between start and end,
+    whenever it was sent (a check held back past the window still counts, with all its
+    lateness)."""
     for history in histories:
         for before, entry in itertools.pairwise(history):
             due = before.next_check_time
-            if due is not None and start <= entry.started_time <= end:
-                ms = max(0.0, entry.started_time - due) * 1000
-                late.append(ms)
-                if any(low <= due <= high for low, high in busy):  # due while they hung
-                    saturated.append(ms)
-    late.sort()
-    assert late, "no well-behaved check fell in the window"
-    assert saturated, "no well-behaved check fell in a saturated window"
+            if due is not None and start <= due <= end:
+                took_ms = (entry.finished_time - entry.started_time) * 1000
+                yield due, max(0.0, entry.started_time - due) * 1000, took_ms
+
+
+def _window(histories: list[list[CheckRecord]], start: float, end: float) -> Window:
+    checks = list(_late_ms(histories, start, end))
+    assert checks, f"no well-behaved check fell due in the window {start:.3f}..{end:.3f}"
+    late = sorted(ms for _, ms, _ in checks)
     p99 = late[min(len(late) - 1, round(0.99 * (len(late) - 1)))]
+    took_p50 = statistics.median(took for _, _, took in checks)
     expected = len(histories) * (end - start) / EVERY_S
+    return Window(len(late), statistics.median(late), p99, late[-1], took_p50, len(late) / expected)
+
+
+def _assert_every_check_scheduled_on_policy(histories: list[list[CheckRecord]]) -> None:
+    """Each well-behaved task's next check was scheduled EVERY_S after its previous answer, from
+    its first answer to its last: no check is skipped or put off (with `_late_ms`, which counts
+    every check by its due time, this accounts for every check the schedule asks for)."""
+    for history in histories:
+        assert history[-1].outcome is CheckOutcome.SUCCEEDED, history[-1]
+        for entry in history[:-1]:
+            assert entry.outcome is CheckOutcome.RUNNING, entry
+            assert entry.interval_s == EVERY_S, entry
+            assert entry.next_check_time == pytest.approx(entry.finished_time + EVERY_S), entry
+
+
+def _lateness(
+    histories: list[list[CheckRecord]],
+    control: tuple[float, float],
+    start: float,
+    end: float,
+    busy: list[tuple[float, float]],
+) -> Lateness:
+    """The hanging window start..end (cut where the first well-behaved task ended, so that all
+    of them are checked throughout) against the control window."""
+    end = min(end, *(history[-1].started_time for history in histories))  # each one's last
+    assert end - start >= 2.0, (start, end)  # 8+ intervals
+    saturated = [
+        ms for due, ms, _ in _late_ms(histories, start, end) if any(a <= due <= b for a, b in busy)
+    ]
+    assert saturated, "no well-behaved check fell in a saturated window"
     return Lateness(
-        len(late),
-        statistics.median(late),
-        p99,
-        late[-1],
-        len(late) / expected,
+        _window(histories, start, end),
+        _window(histories, *control),
         statistics.median(saturated),
     )
 
@@ -156,10 +228,15 @@ async def _run(
         async with engine:
             bad_options = TaskOptions(policy=HANG_POLICY, retry_policy=HANG_RETRY)
             good_options = TaskOptions(policy=GOOD_POLICY)
+            good_job = {"duration_s": GOOD_JOB_S}
             good_ids = [
-                await engine.submit(good_target, payload={"duration_s": 10.0}, options=good_options)
+                await engine.submit(good_target, payload=good_job, options=good_options)
                 for _ in range(GOOD)
             ]
+            # The good tasks' first checks (all due at once) settle into their schedule before
+            # any check hangs: the hanging window is compared with a steady state, not start-up.
+            await asyncio.sleep(SETTLE_S)
+            settled = engine.clock.now()
             slow = {"mode": "slow", "delay_s": 0.5, "duration_s": 1.0}
             slow_ids = [
                 await engine.submit(bad_target, payload=slow, options=bad_options)
@@ -203,8 +280,19 @@ async def _run(
             took = entry.finished_time - entry.started_time
             assert took >= HANG_POLICY.check_timeout_s * 0.95, took  # the timeout fired
     assert Counter(r.state for r in done) == {TaskState.SUCCEEDED: GOOD}
+    _assert_every_check_scheduled_on_policy(good_histories)
     start = min(h[1].started_time for h in hang_histories)
-    return _lateness(good_histories, start, end, _saturated(hang_histories))
+    control = (settled - CONTROL_S, settled)
+    return _lateness(good_histories, control, start, end, _saturated(hang_histories))
+
+
+def _assert_schedule_kept(lateness: Lateness) -> None:
+    """The well-behaved tasks' checks are sent while checks hang, as often and as nearly on time
+    as the same tasks' checks once none hang (measured against the run's own control window, not
+    the wall clock: a machine busy with other work slows both windows alike)."""
+    assert lateness.hanging.p50_ms < lateness.control.p50_ms + LATE_MS, lateness
+    assert lateness.saturated_p50_ms < lateness.control.p50_ms + LATE_MS, lateness
+    assert lateness.hanging.took_p50_ms < lateness.control.took_p50_ms + LATE_MS, lateness
 
 
 @pytest.mark.timeout(120)
@@ -215,14 +303,7 @@ async def test_hanging_checks_do_not_delay_other_plugins(tmp_path: Path) -> None
     their 0.25 s schedule meanwhile (the per-target bulkhead keeps half the slots free)."""
     lateness = await _run(tmp_path, same_plugin=False)
     print(f"other plugin, default settings: {lateness}")
-    # The other plugin's checks are sent, not just on time when sent: 88% of the scheduled ones
-    # were (each interval also holds the call's own time); with the bulkhead disabled
-    # (max_concurrent_rpcs_per_target=64) only 34% were, at a p50 lateness of 1.4 ms. The bound
-    # sits between the two: 0.7 was missed on a 2-core machine at load average 8+ (the checks
-    # are sent, but later, so fewer fit the window), while starvation stays far below 0.5.
-    assert lateness.check_rate >= 0.5
-    assert lateness.p50_ms < 100
-    assert lateness.saturated_p50_ms < 100  # starved (no bulkhead): ~1,300 ms
+    _assert_schedule_kept(lateness)
 
 
 @pytest.mark.timeout(120)
@@ -232,6 +313,4 @@ async def test_hanging_checks_beside_good_tasks_of_the_same_plugin(tmp_path: Pat
     good tasks keep their schedule."""
     lateness = await _run(tmp_path, same_plugin=True, max_concurrent_rpcs=512)
     print(f"same plugin, max_concurrent_rpcs=512: {lateness}")
-    assert lateness.check_rate >= 0.5  # 95% measured; starved (no bulkhead): 34%
-    assert lateness.p50_ms < 100
-    assert lateness.saturated_p50_ms < 100  # starved (no bulkhead): ~1,300 ms
+    _assert_schedule_kept(lateness)
