@@ -19,6 +19,23 @@ import pytest
 
 from tests.pg_server import PgServer, PgServerError
 
+# The variables through which the environment the tests run in would reach the code under test
+# (and every process the tests start, which inherit os.environ): a developer's shell with
+# $ASYNCPLUGIN_ENGINE or $ASYNCPLUGIN_TOKEN set, a CI runner with OpenTelemetry or a proxy
+# configured. Removed before any test module (or fixture that copies os.environ) is imported;
+# the tests that exercise one set it themselves (monkeypatch, or the env of the process started).
+_KEPT = {
+    "ASYNCPLUGIN_REQUIRE_BENCH",  # how the run is made, not an input of the code under test
+    "ASYNCPLUGIN_REQUIRE_NODE",
+    "ASYNCPLUGIN_SCREENSHOTS_DIR",
+}
+_PROXIES = {"grpc_proxy", "http_proxy", "https_proxy", "all_proxy"}  # gRPC honours them
+for _name in list(os.environ):
+    if _name in _KEPT:
+        continue
+    if _name.startswith(("ASYNCPLUGIN_", "OTEL_")) or _name.lower() in _PROXIES:
+        del os.environ[_name]
+
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
