@@ -178,6 +178,14 @@ async def test_wait_watch_and_cancel_through_a_worker_that_does_not_hold_the_tas
         await _until(checked_twice, timeout_s=30)
         cancelled = await b.cancel(endless)
         assert cancelled.state is TaskState.CANCELLED
+
+        # The holder records CANCELLED first (which ends b.cancel), then sends the plugin the
+        # cancel request and appends its answer: on a busy machine b can read the history
+        # before that entry is there, so it waits for the holder to append it.
+        async def cancel_recorded() -> bool:
+            return (await b.checks(endless))[-1].kind.value == "CANCEL"
+
+        await _until(cancel_recorded, timeout_s=30)
         history = await b.checks(endless)
         assert history[-1].kind.value == "CANCEL"
         assert any(cancel for _, cancel, _, _, _ in forever_calls.log)
