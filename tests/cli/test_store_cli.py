@@ -85,8 +85,8 @@ def test_invoke_and_tasks_on_postgresql(
             *FAST,
         ]
     )
-    out = capsys.readouterr().out
-    assert code == 0
+    out, err = capsys.readouterr()
+    assert code == 0, err  # once failed in a loaded full run, with its stderr unseen
     assert '"state": "SUCCEEDED"' in out
     assert main(["tasks", "list", "--store", pg_database]) == 0
     listed = capsys.readouterr().out
