@@ -59,19 +59,16 @@ DAEMON_POLICY = ("--initial-interval", "0.2", "--min-interval", "0.1", "--max-in
 
 
 def cli(
-    *argv: str, stdin: str | None = None, timeout_s: float = 60, columns: int | None = None
+    *argv: str, stdin: str | None = None, timeout_s: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Runs `asyncplugin ARGV...` as its own process, as a user would; returns it finished.
-
-    `columns` sets the terminal width tables are drawn for (else whatever the run inherits).
-    """
+    """Runs `asyncplugin ARGV...` as its own process, as a user would; returns it finished."""
     return subprocess.run(
         [sys.executable, "-m", "asyncplugin.cli", *argv],
         cwd=ROOT,
         input=stdin,
         capture_output=True,
         text=True,
-        env=CLI_ENV if columns is None else {**CLI_ENV, "COLUMNS": str(columns)},
+        env=CLI_ENV,
         timeout=timeout_s,
         check=False,
     )

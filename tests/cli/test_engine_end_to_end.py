@@ -116,8 +116,8 @@ def test_submit_detached_kill_restart_watch_cancel_and_read_results(
 
     # Read from the store with no engine on it, every unfinished row says so: "in 0.3s (no
     # engine)" or "overdue 1.2s, no engine polling", whichever side of its due time the
-    # listing falls on (drawn wide so that no cell folds).
-    orphaned = cli("tasks", "list", "--store", str(daemon.store), "--state", "RUNNING", columns=200)
+    # listing falls on.
+    orphaned = cli("tasks", "list", "--store", str(daemon.store), "--state", "RUNNING")
     assert orphaned.returncode == 0, orphaned.stderr
     for name in ("long", "cancelled"):
         (row,) = [line for line in orphaned.stdout.splitlines() if ids[name] in line]
