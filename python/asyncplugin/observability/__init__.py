@@ -2,8 +2,8 @@
 context, and the Prometheus metrics endpoint.
 
 This package sits at the bottom with `protocol/`: `engine/` and `plugin/` both import it and it
-imports neither, so each side instruments itself (`engine/telemetry.py`, `plugin/telemetry.py`)
-on the same log fields, trace-context rules and metrics endpoint. prometheus-client and aiohttp
+imports neither, so each side instruments itself (`engine/telemetry/`, `plugin/telemetry.py`) on
+the same log fields, trace-context rules and metrics endpoint. prometheus-client and aiohttp
 (the `[metrics]` extra) are imported only when a metrics endpoint is started.
 """
 
