@@ -28,10 +28,12 @@ from typing import Final
 
 from asyncplugin.conformance.interpreter import delay_for, interpret
 from asyncplugin.conformance.v1 import conformance_pb2
-from asyncplugin.protocol import Rule, request_violations
+from asyncplugin.protocol import request_violations
 from asyncplugin.v1 import plugin_pb2, task_pb2
 
 from .cases import ALL_SCENARIOS
+from .engine_rules import ENGINE_CITATIONS, ENGINE_RULES, EngineRule, EngineVerdict
+from .engine_rules import engine_failure as _failure
 from .findings import Failure, FailureLog, to_json
 from .observations import receive_seconds, request_from_observation
 
@@ -46,130 +48,13 @@ __all__ = [
 
 Observation = conformance_pb2.Observation
 
+
 DEFAULT_MIN_INTERVAL_S: Final = 0.01
 """The floor between two status checks of one task: closer than this is a busy loop."""
 
+
 DEFAULT_SHRINK_FACTOR: Final = 0.5
 """An interval may shrink (jitter) to this fraction of the median interval before it."""
-
-
-@dataclass(frozen=True, slots=True)
-class EngineRule:
-    """One rule the engine judge checks: what is required, and where it is written."""
-
-    name: str
-    requirement: str
-    citation: str
-
-
-ENGINE_RULES: Final[tuple[EngineRule, ...]] = (
-    EngineRule(
-        "CHECK_NUMBER_NOT_SEQUENTIAL",
-        "check_number is 0 on the initiating call, then 1, 2, 3...; only a transport retry "
-        "repeats a number",
-        "plugin.proto RequestContext.check_number",
-    ),
-    EngineRule(
-        Rule.CHECK_NUMBER_MISMATCH,
-        "is_status_check is false only on check 0 and true on every check >= 1",
-        "plugin.proto, Protocol rules",
-    ),
-    EngineRule(
-        Rule.STATUS_CHECK_WITHOUT_STATUS,
-        "a status check carries status with remote_status_input",
-        "plugin.proto, Protocol rules",
-    ),
-    EngineRule(
-        "REMOTE_STATUS_INPUT_NOT_ECHOED",
-        "a status check carries remote_status_input exactly as the plugin last answered it",
-        "plugin.proto InvokeRequest.status; task.proto Task.remote_status_input",
-    ),
-    EngineRule(
-        "PAYLOAD_CHANGED",
-        "every call of a task carries the same payload",
-        "plugin.proto InvokeRequest.data",
-    ),
-    EngineRule(
-        "TASK_ID_CHANGED",
-        "task_id is set and the same on every call of a task",
-        "plugin.proto RequestContext.task_id",
-    ),
-    EngineRule(
-        "IDEMPOTENCY_KEY_CHANGED",
-        "idempotency_key is set and the same on every call of a task",
-        "plugin.proto RequestContext.idempotency_key",
-    ),
-    EngineRule(
-        "IDEMPOTENCY_KEY_REUSED",
-        "an idempotency_key is unique across tasks",
-        "plugin.proto RequestContext.idempotency_key",
-    ),
-    EngineRule(
-        "DEADLINE_CHANGED",
-        "the deadline is the same on every call of a task (or always unset)",
-        "plugin.proto RequestContext.deadline",
-    ),
-    EngineRule(
-        "CANCEL_REPEATED",
-        "cancel_requested is sent at most once per task",
-        "plugin.proto InvokeRequest.cancel_requested",
-    ),
-    EngineRule(
-        "CANCEL_WITHOUT_STATUS_CHECK",
-        "cancel_requested comes only on a status check (is_status_check = true)",
-        "plugin.proto InvokeRequest.cancel_requested",
-    ),
-    EngineRule(
-        "CALL_AFTER_CANCEL",
-        "after the cancel request the engine records CANCELLED and calls no more",
-        "plugin.proto InvokeRequest.cancel_requested",
-    ),
-    EngineRule(
-        "CALL_AFTER_FINISH",
-        "no call follows an answer with data or FAILED",
-        "plugin.proto, One conversation (steps 2 and 4)",
-    ),
-    EngineRule(
-        "INTERVAL_BELOW_FLOOR",
-        "status checks of one task are never closer than the floor",
-        "plugin.proto, One conversation (step 3); task.proto Task.check_after",
-    ),
-    EngineRule(
-        "INTERVAL_SHRANK",
-        "intervals between status checks grow (jitter aside) unless a check_after hint says "
-        "otherwise",
-        "plugin.proto, One conversation (step 3: increasingly longer intervals)",
-    ),
-)
-"""Every rule `judge_engine` checks, in report order."""
-
-_CITATIONS: Final = {rule.name: f"{rule.citation}" for rule in ENGINE_RULES}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineVerdict:
-    """The verdict on an engine.
-
-    Attributes:
-        failures: every named failure; empty when the engine passed.
-        notes: what could not be judged, and why.
-        tasks: how many tasks were observed.
-        calls: how many calls were observed.
-    """
-
-    failures: tuple[Failure, ...]
-    notes: tuple[str, ...] = ()
-    tasks: int = 0
-    calls: int = 0
-
-    @property
-    def passed(self) -> bool:
-        """True when there is no failure (and something was observed)."""
-        return not self.failures and self.calls > 0
-
-    def failures_of(self, rule: str) -> list[Failure]:
-        """The failures of one rule."""
-        return [failure for failure in self.failures if failure.name == rule]
 
 
 @dataclass(slots=True)
@@ -221,7 +106,7 @@ def judge_engine(
         shrink_factor: how far an interval may fall below the median of those before it.
     """
     calls = sorted(observations, key=receive_seconds)
-    found = FailureLog(citations=_CITATIONS)
+    found = FailureLog(citations=ENGINE_CITATIONS)
     notes: list[str] = []
     by_task: dict[str, list[Observation]] = {}
     for observation in calls:
@@ -264,10 +149,6 @@ def _prepare(
         answer = interpret(scenario, request) if scenario is not None and valid else None
         task.answers.append(answer)
     return task
-
-
-def _failure(rule: str, message: str) -> Failure:
-    return Failure(name=rule, message=message, citation=_CITATIONS.get(rule, ""))
 
 
 def _label(observation: Observation) -> str:

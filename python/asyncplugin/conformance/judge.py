@@ -14,20 +14,26 @@ the per-check timeout is retried and its retry answered without delay.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf import message as pb_message
 
-from asyncplugin.conformance.interpreter import expected_token
 from asyncplugin.conformance.v1 import conformance_pb2
 from asyncplugin.engine import CallKind, CheckOutcome, CheckRecord, PollingPolicy, TaskRecord
 from asyncplugin.engine.errors import ENGINE_DOMAIN, EngineCode
-from asyncplugin.protocol import Rule, TaskState, response_violations
-from asyncplugin.v1 import plugin_pb2, task_pb2
+from asyncplugin.protocol import TaskState
 
-from .findings import Exchange, Failure, FailureLog, message_diff, to_json
+from .answers import (
+    answer_rule_failures,
+    answer_state,
+    expected_progress,
+    is_running,
+    running_answer_failures,
+)
+from .findings import Exchange, Failure, FailureLog, message_diff
+from .requirements import CITATIONS, NOT_ECHOED, PROTOCOL_RULES, RETRIED_CODES
+from .requirements import kit_failure as _failure
 
 __all__ = [
     "CITATIONS",
@@ -42,34 +48,6 @@ __all__ = [
     "judge_driven",
     "running_answer_failures",
 ]
-
-PROTOCOL_RULES = "plugin.proto, Protocol rules"
-"""Where every named protocol rule is stated."""
-
-NOT_ECHOED = "REMOTE_STATUS_INPUT_NOT_ECHOED"
-"""The error code a rotating scenario answers when the echoed token is wrong (conformance.proto)."""
-
-CITATIONS = {
-    "TRANSPORT_ERROR": "plugin.proto, Engine behaviour a plugin can rely on (gRPC errors)",
-    "FINAL_STATE": "conformance.proto, Scenario",
-    "CHECK_COUNT": "conformance.proto, Scenario.checks_before_done",
-    "SCENARIO_RESULT": "conformance.proto, ScenarioResult",
-    "ERROR_ENVELOPE": "conformance.proto, Scenario.fail_with; error.proto, Error",
-    "REMOTE_STATUS_INPUT": "conformance.proto, Scenario.rotate_remote_status_input",
-    "REMOTE_STATUS_INPUT_ROTATION": "conformance.proto, Scenario.rotate_remote_status_input",
-    "ECHO_VERIFICATION": "conformance.proto, Scenario.rotate_remote_status_input",
-    "PROGRESS": "conformance.proto, Scenario.report_progress",
-    "CHECK_AFTER": "conformance.proto, Scenario.check_after; task.proto, Task.check_after",
-    "CHECK_AFTER_HINT": "task.proto, Task.check_after",
-    "CANCEL_ANSWER": "plugin.proto, InvokeRequest.cancel_requested",
-    "SLOW_CHECK": "conformance.proto, Scenario.delay; plugin.proto, Engine behaviour (gRPC errors)",
-    "TIMEOUT": "conformance kit",
-}
-"""Where each kit requirement is written down (protocol rules cite PROTOCOL_RULES)."""
-
-
-def _failure(name: str, message: str, citation: str | None = None) -> Failure:
-    return Failure(name=name, message=message, citation=citation or CITATIONS.get(name, ""))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,15 +84,6 @@ def expected_end(scenario: conformance_pb2.Scenario) -> tuple[TaskState, int]:
     return TaskState.SUCCEEDED, scenario.checks_before_done
 
 
-def expected_progress(scenario: conformance_pb2.Scenario, check_number: int) -> task_pb2.Progress:
-    """The progress a RUNNING answer to `check_number` reports (conformance.proto formula)."""
-    total = scenario.checks_before_done + 1
-    done = min(check_number, total)
-    return task_pb2.Progress(
-        fraction=done / total, done=done, total=total, stage=f"check-{check_number}"
-    )
-
-
 def judge_driven(driven: Driven) -> list[Failure]:
     """Every named failure of the plugin in one driven scenario (empty: it passed)."""
     found = FailureLog(citations=CITATIONS)
@@ -134,52 +103,8 @@ def judge_driven(driven: Driven) -> list[Failure]:
     return found.result()
 
 
-def answer_rule_failures(
-    exchanges: Iterable[Exchange], checks: Iterable[CheckRecord] = ()
-) -> Iterable[Failure]:
-    """Every answer, checked against the protocol rules; plus violations the engine recorded."""
-    named: set[tuple[str, int]] = set()
-    for exchange in exchanges:
-        if exchange.response is None:
-            continue
-        answer = exchange.answer()
-        if answer is None:
-            named.add((Rule.MALFORMED_MESSAGE, exchange.check_number))
-            yield _failure(
-                Rule.MALFORMED_MESSAGE,
-                f"the answer to {exchange.label} does not decode as an InvokeResponse",
-                PROTOCOL_RULES,
-            )
-            continue
-        violations = response_violations(answer, cancel_requested=exchange.request.cancel_requested)
-        for violation in violations:
-            named.add((violation.rule, exchange.check_number))
-            yield _failure(
-                violation.rule,
-                f"{violation.detail}, in the answer to {exchange.label}",
-                PROTOCOL_RULES,
-            )
-    for check in checks:
-        if check.outcome is not CheckOutcome.PROTOCOL_VIOLATION:
-            continue
-        rule, _, detail = check.message.partition(": ")
-        if (rule, check.check_number) in named:
-            continue
-        yield _failure(
-            rule,
-            f"the engine recorded a protocol violation on {check.kind.value.lower()} "
-            f"{check.check_number}: {detail}",
-            PROTOCOL_RULES,
-        )
-
-
 def _delay_s(scenario: conformance_pb2.Scenario) -> float:
     return scenario.delay.ToNanoseconds() / 1e9 if scenario.HasField("delay") else 0.0
-
-
-RETRIED_CODES = frozenset({"DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED"})
-"""gRPC codes an engine retries: a passing transport fault, not a plugin failure (plugin.proto,
-Engine behaviour). If retries run out, the task's end says so."""
 
 
 def _transport_errors(driven: Driven) -> Iterable[Failure]:
@@ -307,7 +232,7 @@ def _cancelled(driven: Driven) -> Iterable[Failure]:
     running = sum(
         1
         for ex in driven.exchanges
-        if ex.request.is_status_check and not ex.request.cancel_requested and _is_running(ex)
+        if ex.request.is_status_check and not ex.request.cancel_requested and is_running(ex)
     )
     if running < driven.cancel_after_checks:
         yield _failure(
@@ -350,95 +275,15 @@ def _cancel_answer(driven: Driven) -> Iterable[Failure]:
         )
 
 
-def answer_state(answer: plugin_pb2.InvokeResponse) -> TaskState | None:
-    """The state an answer claims: SUCCEEDED for data; None if it cannot be read."""
-    if answer.HasField("data"):
-        return TaskState.SUCCEEDED
-    if not answer.HasField("status"):
-        return None
-    try:
-        return TaskState(answer.status.state)
-    except ValueError:
-        return None
-
-
-def _is_running(exchange: Exchange) -> bool:
-    answer = exchange.answer()
-    return (
-        answer is not None
-        and not answer.HasField("data")
-        and answer.status.state == task_pb2.TASK_STATE_RUNNING
-    )
-
-
 def _running_answers(driven: Driven) -> Iterable[Failure]:
     """RUNNING answers carry what the scenario says: name, token, progress, check_after."""
     scenario = driven.scenario
     for exchange in driven.exchanges:
-        if exchange.request.cancel_requested or not _is_running(exchange):
+        if exchange.request.cancel_requested or not is_running(exchange):
             continue
         answer = exchange.answer()
         assert answer is not None
         yield from running_answer_failures(scenario, exchange, answer.status)
-
-
-def running_answer_failures(
-    scenario: conformance_pb2.Scenario, exchange: Exchange, status: task_pb2.Task
-) -> Iterable[Failure]:
-    """What is wrong with one RUNNING answer of `scenario` (see conformance.proto)."""
-    number = exchange.check_number
-    where = f"the RUNNING answer to {exchange.label}"
-    if status.HasField("remote_status_input"):
-        stash = status.remote_status_input
-        name = stash.fields.get("scenario")
-        if name is None or name.string_value != scenario.name:
-            yield _failure(
-                "REMOTE_STATUS_INPUT",
-                f"{where} carries remote_status_input {to_json(stash)}; expected "
-                f'"scenario": {scenario.name!r}',
-            )
-        if scenario.rotate_remote_status_input:
-            want = expected_token(exchange.task_id, number)
-            token = stash.fields.get("token")
-            got = repr(token.string_value) if token is not None else "no token"
-            if token is None or token.string_value != want:
-                yield _failure(
-                    "REMOTE_STATUS_INPUT_ROTATION",
-                    f"{where} carries {got}; expected token {want!r} (<task_id>:<check_number>)",
-                )
-    if scenario.report_progress:
-        want_progress = expected_progress(scenario, number)
-        if not status.HasField("progress") or not _same_progress(want_progress, status.progress):
-            got_progress = to_json(status.progress) if status.HasField("progress") else "none"
-            yield _failure(
-                "PROGRESS",
-                f"{where} reports progress {got_progress}; expected {to_json(want_progress)}",
-            )
-    if scenario.HasField("check_after") and (
-        not status.HasField("check_after") or status.check_after != scenario.check_after
-    ):
-        got_hint = (
-            f"{status.check_after.ToNanoseconds() / 1e9:g} s"
-            if status.HasField("check_after")
-            else "none"
-        )
-        yield _failure(
-            "CHECK_AFTER",
-            f"{where} carries check_after {got_hint}; expected "
-            f"{scenario.check_after.ToNanoseconds() / 1e9:g} s",
-        )
-
-
-def _same_progress(want: task_pb2.Progress, got: task_pb2.Progress) -> bool:
-    return (
-        got.HasField("fraction")
-        and math.isclose(got.fraction, want.fraction, rel_tol=1e-9, abs_tol=1e-12)
-        and got.HasField("done")
-        and got.done == want.done
-        and got.HasField("total")
-        and got.total == want.total
-        and got.stage == want.stage
-    )
 
 
 def _hint_used(driven: Driven) -> Iterable[Failure]:

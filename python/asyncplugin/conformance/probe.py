@@ -18,14 +18,9 @@ from asyncplugin.engine.transport import Metadata
 from asyncplugin.protocol import TaskState
 from asyncplugin.v1 import plugin_pb2, task_pb2
 
+from .answers import answer_rule_failures, answer_state, running_answer_failures
 from .findings import Exchange, Failure, FailureLog
-from .judge import (
-    CITATIONS,
-    NOT_ECHOED,
-    answer_rule_failures,
-    answer_state,
-    running_answer_failures,
-)
+from .requirements import CITATIONS, NOT_ECHOED
 
 __all__ = ["PROBE_CHECK", "judge_probe", "probe_request", "run_probe"]
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .engine_judge import ENGINE_RULES, EngineVerdict
+from .engine_rules import ENGINE_RULES, EngineVerdict
 from .kit import KitReport
 
 __all__ = [
