@@ -5,7 +5,7 @@ Layers: this package sits over `asyncplugin.engine` (the task rules live there: 
 complete, update) and under `asyncplugin.cli`. Modules, one job each:
   - `convert`: the engine's records as the service's messages; needs no running daemon, so a
     reader of a store file shows tasks exactly as the daemon does;
-  - `client`: the asyncio `EngineClient` and its blocking `SyncEngineClient`;
+  - `client`: the asyncio `EngineClient`; `sync_client`: its blocking `SyncEngineClient`;
   - `requests`: checks of what clients send; `errors`: refusals as gRPC statuses;
   - `servicer`: EngineService; `operations`: google.longrunning.Operations;
   - `tokens`: signed completion tokens and their key file;
