@@ -41,7 +41,8 @@ from tests.cli.conftest import ROOT, served
 from tests.reliability.procs import Child
 from tests.service.daemon_proc import start_daemon_process
 
-pytestmark = pytest.mark.slow
+# A browser, a daemon and a plugin process start here: 60 s was close at load average 15.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
