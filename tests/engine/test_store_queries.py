@@ -165,7 +165,7 @@ async def test_a_version_1_file_is_migrated_with_its_tasks(tmp_path: Path) -> No
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
 
 
 def test_open_store_reads_paths_and_urls(tmp_path: Path) -> None:

@@ -52,30 +52,18 @@ from ..errors import StoreError
 from ..records import CheckRecord, TaskRecord
 from .base import TaskStore
 from .query import TaskCursor, TaskFilter
-from .sqlite_schema import (
-    CHECK_COLUMNS,
-    CHECK_COUNT,
-    PROGRESS_COLUMNS,
-    SCHEMA_VERSION,
-    TASK_COLUMNS,
-    TASK_COUNT,
-    check_from_row,
-    check_row,
-    marks,
-    migrate,
-    progress_row,
-    task_from_row,
-    task_row,
+from .sqlite_connection import (
+    Transaction,
+    describe,
+    flock_soon,
+    open_reader,
+    open_writer,
+    read_note,
 )
+from .sqlite_schema import SCHEMA_VERSION, TASK_COLUMNS, TASK_COUNT, marks, task_from_row, task_row
+from .sqlite_sql import apply_write, delete_task, read_history
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
-
-_UPDATE_PROGRESS: Final = (
-    f"UPDATE tasks SET ({PROGRESS_COLUMNS}) = ({marks(PROGRESS_COLUMNS.count(',') + 1)}) "
-    "WHERE task_id = ?"
-)
-"""A step's update: only the columns a change can alter (not the payload, options, labels)."""
-_INSERT_CHECK: Final = f"INSERT INTO checks ({CHECK_COLUMNS}) VALUES ({marks(CHECK_COUNT)})"
 
 _LAST_CHAR: Final = chr(0x10FFFF)
 """Above every character: `prefix <= id < prefix + _LAST_CHAR` selects ids starting with it."""
@@ -123,9 +111,9 @@ class SqliteStore(TaskStore):
         lock_path = self._lock_path
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            await _flock_soon(fd)
+            await flock_soon(fd)
         except BlockingIOError:
-            note = _read_note(fd)
+            note = read_note(fd)
             os.close(fd)
             address = note.removeprefix("engine-address=") if note else ""
             if address:
@@ -161,7 +149,7 @@ class SqliteStore(TaskStore):
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return _read_note(fd)
+                return read_note(fd)
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         finally:
@@ -186,75 +174,10 @@ class SqliteStore(TaskStore):
         """
         if self._db is not None:
             return
-        self._db = self._open_reader() if self.read_only else self._open_writer()
-
-    def _open_writer(self) -> sqlite3.Connection:
-        if not self.path.exists():
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            except OSError as err:
-                cause = f"{err.strerror}: {err.filename}" if err.filename else str(err)
-                raise StoreError(
-                    f"{self.path}: cannot create the task store: {cause}; check that its "
-                    "folder exists and can be written"
-                ) from err
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as err:
-            text = _explain(f"{self.path}: cannot open the task store: {err}", err)
-            raise StoreError(text) from err
-        try:
-            db.execute("PRAGMA busy_timeout = 5000")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: cannot enable WAL mode (got {mode})")
-            db.execute(f"PRAGMA synchronous = {self._synchronous}")
-            db.execute("PRAGMA foreign_keys = ON")
-            migrate(db, self.path)
-        except sqlite3.Error as err:
-            db.close()
-            text = _explain(f"{self.path}: not a usable task store: {err}", err)
-            raise StoreError(text) from err
-        except BaseException:
-            db.close()
-            raise
-        try:
-            _check_writable(db)
-        except sqlite3.Error as err:
-            db.close()
-            raise StoreError(_describe(self.path, "write to the task store", err)) from err
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _open_reader(self) -> sqlite3.Connection:
-        if not self.path.is_file():
-            what = "a folder, not a file" if self.path.is_dir() else "the file does not exist"
-            raise StoreError(f"{self.path}: no task store here ({what})")
-        try:
-            db, version = _connect_read_only(self.path)
-        except sqlite3.Error as err:
-            text = _explain(f"{self.path}: not a usable task store: {err}", err)
-            raise StoreError(text) from err
-        problem = ""
-        if version == 0:
-            problem = "no task store schema (an engine or 'asyncplugin invoke' creates it)"
-        elif version > SCHEMA_VERSION:
-            problem = (
-                f"schema version {version} was written by a newer asyncplugin (this one reads "
-                f"up to {SCHEMA_VERSION})"
-            )
-        elif version < SCHEMA_VERSION:
-            problem = (
-                f"schema version {version} is older than this asyncplugin's "
-                f"({SCHEMA_VERSION}); a reader does not migrate it: start an engine on it once"
-            )
-        if problem:
-            db.close()
-            raise StoreError(f"{self.path}: not a task store: {problem}")
-        return db
+        if self.read_only:
+            self._db = open_reader(self.path)
+        else:
+            self._db = open_writer(self.path, self._synchronous)
 
     async def close(self) -> None:
         """Commits the writes still waiting for their group, closes the file, releases the
@@ -281,7 +204,7 @@ class SqliteStore(TaskStore):
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as err:
-            raise StoreError(_describe(self.path, action, err)) from err
+            raise StoreError(describe(self.path, action, err)) from err
 
     def _require_writable(self) -> None:
         if self.read_only:
@@ -291,7 +214,7 @@ class SqliteStore(TaskStore):
         """Adds a new task."""
         self._require_writable()
         try:
-            with self._guard("record a new task"), _transaction(self._conn) as db:
+            with self._guard("record a new task"), Transaction(self._conn) as db:
                 db.execute(
                     f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({marks(TASK_COUNT)})",
                     task_row(record),
@@ -339,8 +262,8 @@ class SqliteStore(TaskStore):
             return
         for write in writes:  # one write, or a group that failed: each in its own transaction
             try:
-                with self._guard("record a task's progress"), _transaction(self._conn) as db:
-                    _apply(db, write)
+                with self._guard("record a task's progress"), Transaction(self._conn) as db:
+                    apply_write(db, write.record, write.checks)
             except Exception as err:
                 write.done.set_exception(err)
             else:
@@ -349,9 +272,9 @@ class SqliteStore(TaskStore):
     def _write_together(self, writes: Sequence[_Write]) -> bool:
         """Commits every write in one transaction; False (nothing written) if any fails."""
         try:
-            with self._guard("record a task's progress"), _transaction(self._conn) as db:
+            with self._guard("record a task's progress"), Transaction(self._conn) as db:
                 for write in writes:
-                    _apply(db, write)
+                    apply_write(db, write.record, write.checks)
         except Exception:
             return False  # rolled back whole: the caller redoes each write alone
         for write in writes:
@@ -392,12 +315,7 @@ class SqliteStore(TaskStore):
     async def checks_after(self, task_id: str, revision: int) -> builtins.list[CheckRecord]:
         """The task's history entries recorded after `revision`, oldest first."""
         with self._guard("read a check history"):
-            rows = self._conn.execute(
-                f"SELECT {CHECK_COLUMNS} FROM checks WHERE task_id = ? AND revision > ? "
-                "ORDER BY id",
-                (task_id, revision),
-            )
-            return [check_from_row(row) for row in rows]
+            return read_history(self._conn, task_id, revision)
 
     async def query(
         self, where: TaskFilter, *, limit: int, after: TaskCursor | None = None
@@ -458,10 +376,8 @@ class SqliteStore(TaskStore):
     async def delete(self, task_id: str) -> bool:
         """Removes a task and its history, in one transaction."""
         self._require_writable()
-        with self._guard("delete a task"), _transaction(self._conn) as db:
-            db.execute("DELETE FROM checks WHERE task_id = ?", (task_id,))
-            cursor = db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
-            return cursor.rowcount == 1
+        with self._guard("delete a task"), Transaction(self._conn) as db:
+            return delete_task(db, task_id)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -471,133 +387,3 @@ class _Write:
     record: TaskRecord | None
     checks: Sequence[CheckRecord]
     done: asyncio.Future[None]
-
-
-def _apply(db: sqlite3.Connection, write: _Write) -> None:
-    """Executes one write's statements in the open transaction."""
-    record = write.record
-    if record is not None:
-        cursor = db.execute(_UPDATE_PROGRESS, (*progress_row(record), record.task_id))
-        if cursor.rowcount != 1:
-            raise KeyError(f"task {record.task_id!r} is not in the store")
-    checks = write.checks
-    if len(checks) == 1:  # the usual step: one entry; execute costs less than executemany
-        db.execute(_INSERT_CHECK, check_row(checks[0]))
-    elif checks:
-        db.executemany(_INSERT_CHECK, [check_row(check) for check in checks])
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
-
-    def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        if kind is not None:
-            self._rollback()
-            return
-        try:
-            self._db.execute("COMMIT")
-        except BaseException:
-            # A COMMIT that fails (a full disk) may leave the transaction open: end it, so the
-            # connection is not stuck and the next write starts clean.
-            self._rollback()
-            raise
-
-    def _rollback(self) -> None:
-        if self._db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-
-
-_HINTS: Final = {
-    "SQLITE_FULL": "the disk (or the database's size limit) is full; free space, then start "
-    "the engine again on the same file",
-    "SQLITE_READONLY": "the file or its folder is read-only; make it writable, then start the "
-    "engine again on the same file",
-    "SQLITE_IOERR": "the disk failed a read or write; check the device and free space",
-    "SQLITE_CORRUPT": "the file is damaged; restore it from a backup",
-    "SQLITE_NOTADB": "the file is not an SQLite database",
-    "SQLITE_CANTOPEN": "the file cannot be opened; check that its folder exists and that the "
-    "file and its folder can be read (and written, by an engine)",
-}
-
-
-def _describe(path: Path, action: str, err: sqlite3.Error) -> str:
-    """ "<file>: cannot <action>: <sqlite message> (<code>); <what to do>"."""
-    return _explain(f"{path}: cannot {action}: {err}", err)
-
-
-def _explain(text: str, err: sqlite3.Error) -> str:
-    """`text` with the SQLite error code and what to do about it: "<text> (<code>); <hint>"."""
-    name = str(getattr(err, "sqlite_errorname", "") or "")
-    hint = next((hint for code, hint in _HINTS.items() if name.startswith(code)), "")
-    if name:
-        text += f" ({name})"
-    return f"{text}; {hint}" if hint else text
-
-
-async def _flock_soon(fd: int, *, attempts: int = 10, pause_s: float = 0.01) -> None:
-    """Takes the exclusive lock, retrying briefly: a reader's `holder()` holds a shared lock
-    for an instant. Raises BlockingIOError when another engine holds it."""
-    for _ in range(attempts - 1):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            await asyncio.sleep(pause_s)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _read_note(fd: int) -> str:
-    """The first line another engine announced in the lock file ("" if none or unreadable)."""
-    try:
-        return os.pread(fd, 512, 0).decode("utf-8", "replace").split("\n", 1)[0].strip()
-    except OSError:
-        return ""
-
-
-def _check_writable(db: sqlite3.Connection) -> None:
-    """Writes the schema version again and rolls it back: SQLite opens a file it may not write
-    read-only without a word, and would otherwise fail only at the first real write, after
-    calls were sent. Nothing reaches the file."""
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute(f"PRAGMA user_version = {version}")
-    finally:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-
-
-def _connect_read_only(path: Path) -> tuple[sqlite3.Connection, int]:
-    """A `mode=ro` connection to `path` and the schema version it reads."""
-    uri = path.resolve().as_uri()
-    try:
-        return _read_only_at(f"{uri}?mode=ro")
-    except sqlite3.OperationalError as err:
-        # SQLite reads a WAL database through its -shm index, which it cannot create in a
-        # read-only folder. Without a -wal file nobody can be writing there (a writer would
-        # need one), so the file is safe to read as immutable.
-        name = str(getattr(err, "sqlite_errorname", "") or "")
-        wal = path.with_name(path.name + "-wal")
-        if name not in ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN") or wal.exists():
-            raise
-        return _read_only_at(f"{uri}?mode=ro&immutable=1")
-
-
-def _read_only_at(uri: str) -> tuple[sqlite3.Connection, int]:
-    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-    try:
-        db.execute("PRAGMA busy_timeout = 5000")
-        db.execute("PRAGMA query_only = ON")
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    except BaseException:
-        db.close()
-        raise
-    return db, version
