@@ -1,6 +1,7 @@
 """Instructions per status check of the engine, telemetry off and on: a load-independent figure.
 
     python -m bench.instructions            # needs valgrind (apt-get install valgrind)
+    python -m bench.instructions --store sqlite --settings off   # the engine on a SqliteStore
 
 Section 6 of `make bench` measures CPU time per check, which on a machine shared with other
 work moves with the load by more than telemetry costs. This counts the instructions the
@@ -24,6 +25,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from ._common import PluginProcess, saturating_policy
@@ -38,14 +40,18 @@ LABELS = {
 }
 
 
-def engine(target: str, setting: str, checks: int) -> None:
+def engine(target: str, setting: str, checks: int, store: str = "memory") -> None:
     """Runs section 6's engine with `setting` until `checks` status checks are recorded."""
     random.seed(7)  # the tracer's trace ids, hence which tasks the 10% sampler keeps
-    asyncio.run(_engine(target, setting, checks))
+    if store == "memory":
+        asyncio.run(_engine(target, setting, checks, None))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as folder:
+        asyncio.run(_engine(target, setting, checks, Path(folder) / "tasks.sqlite3"))
 
 
-async def _engine(target: str, setting: str, checks: int) -> None:
-    from asyncplugin.engine import CallKind, Engine, MemoryStore, TaskUpdate
+async def _engine(target: str, setting: str, checks: int, path: Path | None) -> None:
+    from asyncplugin.engine import CallKind, Engine, MemoryStore, SqliteStore, TaskUpdate
 
     from .observability import SETTINGS as FACTORIES
     from .throughput import METHOD, PAYLOAD
@@ -63,7 +69,7 @@ async def _engine(target: str, setting: str, checks: int) -> None:
 
     telemetry, _scrape, _spans = FACTORIES[setting]()
     async with Engine(
-        store=MemoryStore(),
+        store=MemoryStore() if path is None else SqliteStore(path),
         policy=policy,
         on_change=on_change,
         max_concurrent_rpcs=CONCURRENCY,
@@ -75,14 +81,15 @@ async def _engine(target: str, setting: str, checks: int) -> None:
         await done.wait()
 
 
-def _instructions(target: str, setting: str, checks: int) -> int:
+def _instructions(target: str, setting: str, checks: int, store: str) -> int:
     command = [
         "valgrind",
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
         sys.executable,
         "-c",
-        f"from bench.instructions import engine; engine({target!r}, {setting!r}, {checks})",
+        "from bench.instructions import engine; "
+        f"engine({target!r}, {setting!r}, {checks}, {store!r})",
     ]
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
@@ -95,6 +102,19 @@ def _instructions(target: str, setting: str, checks: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--checks", type=int, nargs=2, default=(500, 2500), metavar=("N1", "N2"))
+    parser.add_argument(
+        "--store",
+        choices=("memory", "sqlite"),
+        default="memory",
+        help="the engine's store (sqlite: a file in a fresh temporary folder per run)",
+    )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=SETTINGS,
+        default=list(SETTINGS),
+        help="telemetry settings to count (default: all; ratios need 'off')",
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
@@ -102,13 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     first, second = args.checks
     per_check: dict[str, float] = {}
     with PluginProcess("bare") as bare:
-        for setting in SETTINGS:
-            low = _instructions(bare.target, setting, first)
-            high = _instructions(bare.target, setting, second)
+        for setting in args.settings:
+            low = _instructions(bare.target, setting, first, args.store)
+            high = _instructions(bare.target, setting, second, args.store)
             per_check[setting] = (high - low) / (second - first)
             print(f"{LABELS[setting]:32s} {per_check[setting]:>12,.0f} instructions per check")
+    if "off" not in per_check:
+        return 0
     off = per_check["off"]
-    for setting in SETTINGS[1:]:
+    for setting in [setting for setting in args.settings if setting != "off"]:
         print(f"off/on, {LABELS[setting]:32s} {off / per_check[setting]:.3f}x")
     return 0
 
