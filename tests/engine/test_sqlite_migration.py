@@ -7,11 +7,17 @@ import dataclasses
 import hashlib
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from asyncplugin.engine import CheckOutcome, SqliteStore, StoreError, TaskOptions
+from asyncplugin.engine import (
+    CheckOutcome,
+    CheckRecord,
+    SqliteStore,
+    StoreError,
+    TaskOptions,
+    TaskRecord,
+)
 from asyncplugin.engine.store import sqlite_schema
 from asyncplugin.engine.store.sqlite_schema import (
     _SCHEMA_V1,
@@ -30,6 +36,9 @@ from asyncplugin.protocol import TaskState
 from tests.engine.test_store import _check, _record
 
 _TASKS = [f"task-{n}" for n in range(6)]
+
+Contents = tuple[dict[str, TaskRecord], dict[str, list[CheckRecord]], list[str]]
+"""Every task by id, every history by task id, the listing's order."""
 
 
 def _write_version_2(path: Path) -> None:
@@ -70,13 +79,12 @@ def _write_version_2(path: Path) -> None:
     db.close()
 
 
-def _read_version_2(path: Path) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+def _read_version_2(path: Path) -> Contents:
     """What the version 2 store read from the file: every task, every history (its query:
     by task, in id order), and the listing order."""
     with sqlite3.connect(path) as db:
         tasks = {
-            row[0]: task_from_row(row)
-            for row in db.execute(f"SELECT {TASK_COLUMNS} FROM tasks")
+            row[0]: task_from_row(row) for row in db.execute(f"SELECT {TASK_COLUMNS} FROM tasks")
         }
         histories = {
             task_id: [
@@ -96,7 +104,7 @@ def _read_version_2(path: Path) -> tuple[dict[str, Any], dict[str, Any], list[st
     return tasks, histories, listed
 
 
-async def _assert_reads_back(path: Path, expected: tuple[dict[str, Any], ...]) -> None:
+async def _assert_reads_back(path: Path, expected: Contents) -> None:
     tasks, histories, listed = expected
     store = SqliteStore(path)
     await store.open()
@@ -184,6 +192,10 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
 async def test_an_engine_refuses_a_newer_file_naming_it_and_its_version_and_leaves_it_alone(
     tmp_path: Path,
 ) -> None:
@@ -201,7 +213,7 @@ async def test_an_engine_refuses_a_newer_file_naming_it_and_its_version_and_leav
         f"(this one reads up to {SCHEMA_VERSION}); upgrade asyncplugin to use this file"
     )
     assert _digest(path) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["future.db"]  # no -wal, no -shm
+    assert _files(tmp_path) == ["future.db"]  # no -wal, no -shm
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     db.close()
