@@ -17,7 +17,9 @@ is scheduled and before anyone is told about it. Each step's rows stay atomic: i
 a group fails, the group is rolled back and every write is redone in a transaction of its own,
 so each caller gets exactly the outcome it would have had alone.
 
-The schema, its migrations and the row <-> record conversions are in `sqlite_schema.py`.
+The schema and its migrations are in `sqlite_schema.py` (with why a task's history is linked,
+not indexed), a step's write and the history reads in `sqlite_sql.py`, opening the file and
+turning SQLite's errors into StoreError in `sqlite_connection.py`.
 
 Failures: every SQLite error (a full disk, a read-only file, an I/O error, a corrupt file) is
 raised as StoreError naming the file, the SQLite error code and what to do, whether it happens
