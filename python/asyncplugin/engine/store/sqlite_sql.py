@@ -72,14 +72,18 @@ def apply_write(
         KeyError: `record`'s task is not in the store. sqlite3.IntegrityError: a check names a
         task that is not in the store.
     """
-    if record is None or not checks or any(c.task_id != record.task_id for c in checks):
+    if record is None or not checks:
+        _apply_general(db, record, checks)
+        return
+    task_id = record.task_id
+    first = checks[0]
+    if first.task_id != task_id or (len(checks) > 1 and _mixed(task_id, checks)):
         _apply_general(db, record, checks)
         return
     # The engine's step: its task's progress and that task's entries, in two statements for
     # the usual single entry (append, then update the row and its link together).
-    task_id = record.task_id
     try:
-        newest = db.execute(_APPEND_AFTER_NEWEST, check_row(checks[0])).lastrowid
+        newest = db.execute(_APPEND_AFTER_NEWEST, check_row(first)).lastrowid
         for check in checks[1:]:
             newest = db.execute(_APPEND_AFTER, (*check_row(check), newest)).lastrowid
     except sqlite3.IntegrityError:
@@ -89,6 +93,11 @@ def apply_write(
     cursor = db.execute(_UPDATE_PROGRESS_LINKED, (*progress_row(record), newest, task_id))
     if cursor.rowcount != 1:  # the append's foreign key found it: cannot happen
         raise KeyError(f"task {task_id!r} is not in the store")
+
+
+def _mixed(task_id: str, checks: Sequence[CheckRecord]) -> bool:
+    """True if any entry belongs to another task than `task_id`."""
+    return any(check.task_id != task_id for check in checks)
 
 
 def _apply_general(
