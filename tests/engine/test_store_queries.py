@@ -127,6 +127,29 @@ async def test_history_after_a_revision_and_deletion(store: TaskStore) -> None:
     assert not await store.delete(task_id)
 
 
+async def test_history_after_every_revision_of_a_long_interleaved_history(
+    store: TaskStore,
+) -> None:
+    """Reading after a revision returns exactly the newer entries, whichever revision is asked,
+    with two tasks' writes interleaved (SQLite stops its walk at the first older entry)."""
+    ids = await _fill(store)
+    records = {}
+    for task_id in ids[:2]:
+        got = await store.get(task_id)
+        assert got is not None
+        records[task_id] = got
+    for revision in range(2, 42):
+        for task_id in ids[:2]:
+            changed = dataclasses.replace(records[task_id], revision=revision)
+            await store.record(changed, _check(task_id, revision - 1, revision=revision))
+    for task_id in ids[:2]:
+        everything = await store.checks(task_id)
+        assert [c.revision for c in everything] == list(range(2, 42))
+        for revision in range(0, 43):
+            expected = [c for c in everything if c.revision > revision]
+            assert await store.checks_after(task_id, revision) == expected, revision
+
+
 async def test_sqlite_refuses_a_second_task_with_the_same_request_id(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "t.db")
     await store.open()

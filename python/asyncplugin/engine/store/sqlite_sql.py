@@ -54,7 +54,13 @@ WITH RECURSIVE chain(id) AS (
 A link must point at an older entry of the same task (ids only grow), so even a damaged file
 cannot send the walk round in a cycle or into another task's history."""
 _HISTORY: Final = (
-    f"{_CHAIN} SELECT {', '.join('checks.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
+    # The walk stops below the first entry at or under the revision asked for: revisions never
+    # fall from one entry to the next (each write records the revision it made), so a watcher
+    # asking for what is new reads a few entries, not the task's whole history.
+    _CHAIN.replace(
+        "AND checks.prev < checks.id", "AND checks.prev < checks.id AND checks.revision > ?2"
+    )
+    + f" SELECT {', '.join('checks.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
     "FROM chain JOIN checks ON checks.id = chain.id "
     "WHERE checks.task_id = ?1 AND checks.revision > ?2 ORDER BY checks.id"
 )
