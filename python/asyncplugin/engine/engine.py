@@ -27,35 +27,60 @@ could not be recorded is sent again, with the same check number and idempotency 
 from __future__ import annotations
 
 import builtins
+import gc
+import logging
 import random
-from collections.abc import AsyncIterator, Callable, Collection
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection
+from importlib import metadata
 from types import TracebackType
+from typing import Final
 
 from asyncplugin.protocol import TaskState
-from asyncplugin.protocol.methods import GENERIC_METHOD
 
 from .clock import Clock, SystemClock
 from .completion import CompletionIssuer
+from .control import TaskControl
 from .errors import StoreError
+from .leasing import Leasing
 from .notify import ChangeHook, Notifier
 from .policy import PollingPolicy, TransportRetryPolicy
-from .records import CheckRecord, TaskOptions, TaskRecord, TaskUpdate
-from .startup import ENGINE_NAME, Startup
-from .store.base import TaskStore
+from .records import CheckRecord, TaskRecord
+from .scheduler import Scheduler
+from .steps import Driver
+from .store.base import SharedStore, TaskStore
 from .store.memory import MemoryStore
 from .submission import Payload
-from .telemetry import EngineTelemetry
-from .transport import Transport
+from .telemetry import EngineLoad, EngineTelemetry
+from .transport import GrpcTransport, Transport
 
 __all__ = ["ENGINE_NAME", "Engine", "Payload"]
 
+_log = logging.getLogger(__name__)
 
-class Engine(Startup):
+
+def _engine_name() -> str:
+    try:
+        return f"asyncplugin-python/{metadata.version('asyncplugin')}"
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "asyncplugin-python"
+
+
+ENGINE_NAME = _engine_name()
+"""Sent to plugins as `RequestContext.engine`."""
+
+_FREEZE_AFTER_RESUMING: Final = 10_000
+"""`start` moves the objects that survive a full collection to the collector's permanent
+generation (`gc.collect(); gc.freeze()`) after resuming at least this many unfinished tasks."""
+
+
+class Engine(TaskControl):
     """Drives asynchronous plugin calls to completion (asyncio API).
 
-    The class is built in layers, one module each: `dispatch` (the state and the per-check
-    path), `submission`, `control` (cancel, complete, update, delete) and `startup` (resuming
-    the store's tasks); this module adds the configuration, `start`/`stop` and reading tasks.
+    The class is built in layers, one module each: `dispatch` (its state and the per-check
+    path), `submission` (submitting work and following it) and `control` (cancel, complete,
+    update, delete); this module adds the configuration, `start`/`stop` with the resume from
+    the store, and reading the store.
 
     Args:
         store: where tasks live (default: a fresh MemoryStore). Opened by `start`, closed by
@@ -171,6 +196,83 @@ class Engine(Startup):
             await self._abandon_start()
             raise
 
+    async def _resume(self) -> Scheduler:
+        """Makes the transport (unless given), the scheduler and the driver, and schedules every
+        unfinished task of the store at its recorded next check time."""
+        self._store_failure = None
+        if self._transport is None:
+            self._transport = GrpcTransport()
+        transport: Transport = self._transport
+        fire: Callable[[str], Awaitable[None]] = self._fire
+        telemetry = self._telemetry
+        if telemetry is not None:
+            transport = telemetry.wrap_transport(transport)
+            fire = telemetry.wrap_handler(fire)
+            self._writes = telemetry.wrap_store(self.store)
+            self._unhook_telemetry = self._notifier.add_hook(telemetry.on_change)
+        scheduler = Scheduler(
+            self.clock,
+            fire,
+            max_concurrent=self._max_concurrent,
+            group=self._target_of,
+            max_per_group=self._max_per_target,
+        )
+        if telemetry is not None:
+            telemetry.bind(
+                lookup=self._active.get, clock=self.clock, load=lambda: self._load(scheduler)
+            )
+        leasing = None
+        if isinstance(self.store, SharedStore):
+            # Several workers share the store: lease near work instead of loading it all.
+            leasing = Leasing(self, self.store, max_held=max(2 * self._max_concurrent, 64))
+        self._driver = Driver(
+            clock=self.clock,
+            transport=transport,
+            rng=self._rng,
+            policy=self.policy,
+            retry_policy=self.retry_policy,
+            engine_name=ENGINE_NAME,
+            commit=self._commit,
+            schedule=leasing.held_only(scheduler.schedule) if leasing else scheduler.schedule,
+            completion=self._completion,
+            before_call=leasing.before_call if leasing else None,
+        )
+        if leasing is None:
+            now = self.clock.now()
+            resumed = await self.store.unfinished()
+            for record in resumed:
+                self._active[record.task_id] = record
+                # Overdue checks (the engine was down) fire at once, in due order.
+                scheduler.schedule(record.task_id, record.next_check_time or now)
+            if resumed:
+                _log.info("resuming %d unfinished tasks from the store", len(resumed))
+            if len(resumed) >= _FREEZE_AFTER_RESUMING:
+                # Every full pass of the cyclic collector would walk each resumed record and
+                # stop the loop meanwhile (tens of ms per 100k tasks, a late check for every
+                # task due then); take them out of its view. They are still freed by reference
+                # counting when the engine replaces them.
+                gc.collect()
+                gc.freeze()
+        self._leasing = leasing
+        return scheduler
+
+    async def _abandon_start(self) -> None:
+        """Undoes a failed `start`: forgets what it loaded, closes what it opened."""
+        scheduler, self._scheduler = self._scheduler, None
+        leasing, self._leasing = self._leasing, None
+        self._driver = None
+        self._active.clear()
+        try:
+            if leasing is not None:
+                await leasing.stop()
+            if scheduler is not None:
+                await scheduler.stop()
+            if self._transport is not None and self._owns_transport:
+                transport, self._transport = self._transport, None
+                await transport.close()
+        finally:
+            await self.store.close()
+
     async def stop(self) -> None:
         """Stops polling (calls in flight get `shutdown_grace_s`), then closes the store.
 
@@ -210,7 +312,24 @@ class Engine(Startup):
     ) -> None:
         await self.stop()
 
-    # -- reading tasks ---------------------------------------------------------------------
+    def _load(self, scheduler: Scheduler) -> EngineLoad:
+        """What the engine is doing now, for metrics read at scrape time."""
+        states: Counter[tuple[str, str]] = Counter()
+        created: dict[str, float] = {}
+        for record in self._active.values():
+            plugin = record.options.plugin_id or record.target
+            states[plugin, record.state.name] += 1
+            created[plugin] = min(created.get(plugin, record.create_time), record.create_time)
+        now = self.clock.now()
+        return EngineLoad(
+            states=states,
+            oldest_s={plugin: max(0.0, now - when) for plugin, when in created.items()},
+            calls_limit=self._max_concurrent,
+            target_limit=self._max_per_target,
+            targets=scheduler.group_load(),
+        )
+
+    # -- reading the store -----------------------------------------------------------------
 
     async def resolve(self, prefix: str) -> str:
         """The id of the one task whose id is `prefix` or starts with it.
@@ -222,26 +341,6 @@ class Engine(Startup):
         if prefix in self._active:
             return prefix
         return await self.store.resolve(prefix)
-
-    async def wait(self, task_id: str, *, timeout_s: float | None = None) -> TaskRecord:
-        """Waits until the task is SUCCEEDED, FAILED or CANCELLED and returns its record.
-
-        `timeout_s` is measured on the engine's clock.
-
-        Raises:
-            TaskNotFound: no task has this id. WaitTimeout: the timeout passed first (the task
-            goes on). EngineClosed: the engine is not running, or stopped while waiting.
-            StoreError: the store failed, so the task cannot progress in this engine.
-        """
-        record = await self.get(task_id)
-        if record.is_terminal:
-            return record
-        self._require_running()
-        self._require_store()
-        if self._leasing is not None:
-            return await self._leasing.wait(record, timeout_s)
-        self._require_owned(record)
-        return await self._notifier.wait(record, self.clock, timeout_s)
 
     async def list(
         self,
@@ -261,39 +360,3 @@ class Engine(Startup):
         """
         await self.get(task_id)
         return await self.store.checks(task_id)
-
-    async def invoke(
-        self,
-        target: str,
-        *,
-        method: str = GENERIC_METHOD,
-        payload: Payload = b"",
-        options: TaskOptions | None = None,
-        timeout_s: float | None = None,
-    ) -> TaskRecord:
-        """Submits a task and waits for its end: `submit` then `wait`."""
-        task_id = await self.submit(target, method=method, payload=payload, options=options)
-        return await self.wait(task_id, timeout_s=timeout_s)
-
-    async def watch(self, task_id: str | None = None) -> AsyncIterator[TaskUpdate]:
-        """Yields each recorded change: for one task (starting with its current record, ending
-        when it is terminal), or for every task when `task_id` is None (until `stop`).
-
-        Raises:
-            TaskNotFound: no task has this id.
-        """
-        if self._leasing is not None and task_id is not None:
-            async for update in self._leasing.follow(task_id):
-                yield update
-            return
-        queue = self._notifier.subscribe(task_id)
-        try:
-            first = await self.get(task_id) if task_id is not None else None
-            async for update in self._notifier.iterate(first, queue):
-                yield update
-        finally:
-            self._notifier.unsubscribe(task_id, queue)
-
-    def add_listener(self, hook: ChangeHook) -> Callable[[], None]:
-        """Adds an on-change hook; returns a function that removes it."""
-        return self._notifier.add_hook(hook)

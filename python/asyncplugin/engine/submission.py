@@ -1,7 +1,8 @@
-"""Submitting work: a new task recorded and scheduled, a repeated request id answered once.
+"""Submitting work and following it to its end: submit, invoke, wait, watch.
 
-`Submission` is one layer of the `Engine` (see `engine.py`); it also holds the checks every
-API call makes first (running, store healthy, task run by this engine).
+`Submission` is one layer of the `Engine` (see `engine.py`): a new task is recorded and
+scheduled at once; a repeated request id is answered with the task it made. It also holds the
+checks every API call makes first (running, store healthy, task run by this engine).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from google.protobuf import message as pb_message
@@ -20,6 +21,7 @@ from asyncplugin.protocol.methods import GENERIC_METHOD, check_method
 from . import errors
 from .dispatch import Dispatch
 from .errors import EngineClosed, StoreError
+from .notify import ChangeHook
 from .records import TaskOptions, TaskRecord, TaskUpdate
 from .scheduler import Scheduler
 
@@ -30,7 +32,8 @@ Payload = bytes | pb_message.Message | Mapping[str, Any]
 
 
 class Submission(Dispatch):
-    """`submit` and `submit_detailed`, and the guards of the engine's API."""
+    """Submitting work (`submit`, `invoke`) and following it (`wait`, `watch`, listeners),
+    and the guards of the engine's API."""
 
     async def submit(
         self,
@@ -142,6 +145,62 @@ class Submission(Dispatch):
         finally:
             if not lock.locked():
                 self._request_locks.pop(request_id, None)
+
+    async def invoke(
+        self,
+        target: str,
+        *,
+        method: str = GENERIC_METHOD,
+        payload: Payload = b"",
+        options: TaskOptions | None = None,
+        timeout_s: float | None = None,
+    ) -> TaskRecord:
+        """Submits a task and waits for its end: `submit` then `wait`."""
+        task_id = await self.submit(target, method=method, payload=payload, options=options)
+        return await self.wait(task_id, timeout_s=timeout_s)
+
+    async def watch(self, task_id: str | None = None) -> AsyncIterator[TaskUpdate]:
+        """Yields each recorded change: for one task (starting with its current record, ending
+        when it is terminal), or for every task when `task_id` is None (until `stop`).
+
+        Raises:
+            TaskNotFound: no task has this id.
+        """
+        if self._leasing is not None and task_id is not None:
+            async for update in self._leasing.follow(task_id):
+                yield update
+            return
+        queue = self._notifier.subscribe(task_id)
+        try:
+            first = await self.get(task_id) if task_id is not None else None
+            async for update in self._notifier.iterate(first, queue):
+                yield update
+        finally:
+            self._notifier.unsubscribe(task_id, queue)
+
+    def add_listener(self, hook: ChangeHook) -> Callable[[], None]:
+        """Adds an on-change hook; returns a function that removes it."""
+        return self._notifier.add_hook(hook)
+
+    async def wait(self, task_id: str, *, timeout_s: float | None = None) -> TaskRecord:
+        """Waits until the task is SUCCEEDED, FAILED or CANCELLED and returns its record.
+
+        `timeout_s` is measured on the engine's clock.
+
+        Raises:
+            TaskNotFound: no task has this id. WaitTimeout: the timeout passed first (the task
+            goes on). EngineClosed: the engine is not running, or stopped while waiting.
+            StoreError: the store failed, so the task cannot progress in this engine.
+        """
+        record = await self.get(task_id)
+        if record.is_terminal:
+            return record
+        self._require_running()
+        self._require_store()
+        if self._leasing is not None:
+            return await self._leasing.wait(record, timeout_s)
+        self._require_owned(record)
+        return await self._notifier.wait(record, self.clock, timeout_s)
 
     def _require_running(self) -> Scheduler:
         if self._scheduler is None:
