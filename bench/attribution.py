@@ -44,7 +44,7 @@ BUCKETS = (
     ("asyncplugin/engine/store/", "store (MemoryStore)"),
     ("asyncplugin/engine/notify.py", "notifier"),
     ("asyncplugin/engine/transport.py", "transport: the grpc.aio call wrapper"),
-    ("asyncplugin/engine/engine.py", "engine: per-task lock, fire, commit"),
+    ("asyncplugin/engine/dispatch.py", "engine: per-task lock, fire, commit"),
     ("asyncplugin/engine/", "engine, other modules"),
     ("asyncplugin/protocol/", "protocol: answer validation, payloads, structs"),
     ("grpc/", "grpc.aio (Python and Cython)"),

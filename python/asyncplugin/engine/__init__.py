@@ -1,6 +1,7 @@
 """The reference engine: submits work to asynchronous plugins and polls it to the end.
 
-Layers inside (imports point down): `engine` (the API) and `sync` (a blocking facade) over
+Layers inside (imports point down): `engine` (the API: `Engine`, whose class is layered as
+`engine` over `control` over `submission` over `dispatch`) and `sync` (a blocking facade) over
 `steps` (one task's due call and its recorded outcome) over `conversation` (requests and answers,
 pure), `policy` (backoff, pure), `scheduler` (one heap), `clock`, `transport` (the gRPC edge)
 and `store` (the truth); `telemetry` (traces, metrics) hangs off the transport and the change
