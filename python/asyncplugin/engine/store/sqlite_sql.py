@@ -42,24 +42,28 @@ _APPEND_AFTER: Final = (
 )
 """An entry linked to the given one (the previous entry of the same write)."""
 
-_CHAIN: Final = """
+
+def _chain(stop: str = "") -> str:
+    """The ids of a task's history entries, newest first, following the links from the task row
+    (`stop`: one more condition an entry must meet for the walk to go on past it).
+
+    A link must point at an older entry of the same task (ids only grow), so even a damaged file
+    cannot send the walk round in a cycle or into another task's history."""
+    return f"""
 WITH RECURSIVE chain(id) AS (
     SELECT last_check FROM tasks WHERE task_id = ?1
     UNION ALL
     SELECT checks.prev FROM checks JOIN chain ON checks.id = chain.id
-    WHERE checks.task_id = ?1 AND checks.prev < checks.id
+    WHERE checks.task_id = ?1 AND checks.prev < checks.id{stop}
 )"""
-"""The ids of a task's history entries, newest first, following the links from the task row.
 
-A link must point at an older entry of the same task (ids only grow), so even a damaged file
-cannot send the walk round in a cycle or into another task's history."""
+
+_CHAIN: Final = _chain()
 _HISTORY: Final = (
     # The walk stops below the first entry at or under the revision asked for: revisions never
     # fall from one entry to the next (each write records the revision it made), so a watcher
     # asking for what is new reads a few entries, not the task's whole history.
-    _CHAIN.replace(
-        "AND checks.prev < checks.id", "AND checks.prev < checks.id AND checks.revision > ?2"
-    )
+    _chain(" AND checks.revision > ?2")
     + f" SELECT {', '.join('checks.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
     "FROM chain JOIN checks ON checks.id = chain.id "
     "WHERE checks.task_id = ?1 AND checks.revision > ?2 ORDER BY checks.id"
